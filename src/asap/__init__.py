@@ -1,0 +1,1 @@
+"""ASAP for DGM4."""

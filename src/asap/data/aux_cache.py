@@ -1,0 +1,165 @@
+"""Auxiliary-text cache (LMA captions and explanations, paper §3.1), keyed by (image path, text).
+
+One append-only JSONL file per kind. Each line records one generation attempt::
+
+    {"image": ..., "text": ..., "output": ..., "status": "ok" | "failed", "error": ...,
+     "model": ..., "prompt_hash": ..., "settings": {...}}
+
+The key is (image, raw record text): an original and a text-swapped record can share an image, so the image path
+alone is not a key. The last ``ok`` line for a key wins; ``failed`` lines never shadow an ``ok`` one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class AuxEntry:
+    """One cached generation."""
+
+    image: str
+    text: str
+    output: str
+    model: str
+    prompt_hash: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class AuxCacheError(ValueError):
+    """A cache file that cannot be read as an auxiliary-text cache."""
+
+
+class AuxTextCache:
+    """Read-only view of one cache file: ``get(image, text) -> str | None``."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._entries: dict[Key, AuxEntry] = {}
+        self._failed: dict[Key, str] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        with self.path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                    key = (row["image"], row["text"])
+                    status = row["status"]
+                except (json.JSONDecodeError, KeyError, TypeError) as err:
+                    if lineno > 1 and not f.read(1):  # a torn last line from a crash: ignore it
+                        break
+                    raise AuxCacheError(f"{self.path}:{lineno}: not an aux-text cache line ({err})") from err
+                if status == "ok":
+                    output = row.get("output")
+                    if not isinstance(output, str) or not output.strip():
+                        raise AuxCacheError(f"{self.path}:{lineno}: status ok with an empty output for {key}")
+                    self._entries[key] = AuxEntry(
+                        image=key[0],
+                        text=key[1],
+                        output=output,
+                        model=str(row.get("model", "")),
+                        prompt_hash=str(row.get("prompt_hash", "")),
+                        settings=dict(row.get("settings") or {}),
+                    )
+                    self._failed.pop(key, None)
+                elif status == "failed":
+                    if key not in self._entries:
+                        self._failed[key] = str(row.get("error", ""))
+                else:
+                    raise AuxCacheError(f"{self.path}:{lineno}: unknown status {status!r}")
+
+    def get(self, image: str, text: str) -> str | None:
+        entry = self._entries.get((image, text))
+        return entry.output if entry else None
+
+    def entry(self, image: str, text: str) -> AuxEntry | None:
+        return self._entries.get((image, text))
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def keys(self) -> Iterator[Key]:
+        return iter(self._entries)
+
+    def entries(self) -> Iterator[AuxEntry]:
+        return iter(self._entries.values())
+
+    @property
+    def failed(self) -> dict[Key, str]:
+        """Keys whose latest attempts failed and that have no ``ok`` entry, with the last error."""
+        return dict(self._failed)
+
+    @property
+    def models(self) -> set[str]:
+        return {e.model for e in self._entries.values()}
+
+
+class AuxTextWriter:
+    """Append-only writer: every line is flushed and fsync'ed, so a killed run loses no finished entry."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model: str,
+        prompt_hash: str,
+        settings: dict[str, Any] | None = None,
+        fsync: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.model = model
+        self.prompt_hash = prompt_hash
+        self.settings = dict(settings or {})
+        self.fsync = fsync
+        self._repair_torn_tail()
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _repair_torn_tail(self) -> None:
+        """A crash mid-write can leave a last line without its newline: drop that partial line."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data[: data.rfind(b"\n") + 1]
+        self.path.write_bytes(keep)
+
+    def _write(self, row: dict[str, Any]) -> None:
+        row |= {"model": self.model, "prompt_hash": self.prompt_hash, "settings": self.settings}
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+        if self.fsync:
+            os.fsync(self._file.fileno())
+
+    def write_ok(self, image: str, text: str, output: str) -> None:
+        if not output or not output.strip():
+            raise ValueError(f"refusing to cache an empty output for ({image!r}, {text[:40]!r})")
+        self._write({"image": image, "text": text, "output": output, "status": "ok", "error": None})
+
+    def write_failed(self, image: str, text: str, error: str) -> None:
+        self._write({"image": image, "text": text, "output": None, "status": "failed", "error": error})
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AuxTextWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Small shared helpers: config resolvers, bundled-asset paths, console output."""
