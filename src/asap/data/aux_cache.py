@@ -37,6 +37,31 @@ class AuxCacheError(ValueError):
     """A cache file that cannot be read as an auxiliary-text cache."""
 
 
+class AuxCacheMismatchError(AuxCacheError):
+    """A cache written by another model or prompt than the one about to add to it."""
+
+
+ROW_FIELDS = ("image", "text", "output", "status", "error", "model", "prompt_hash", "settings")
+
+
+def format_row(
+    image: str,
+    text: str,
+    *,
+    output: str | None,
+    error: str | None,
+    model: str,
+    prompt_hash: str,
+    settings: dict[str, Any],
+) -> str:
+    """One cache line (with its newline), fields in the contract's order."""
+    status = "ok" if output is not None else "failed"
+    row = dict(
+        zip(ROW_FIELDS, (image, text, output, status, error, model, prompt_hash, settings), strict=True)
+    )
+    return json.dumps(row, ensure_ascii=False) + "\n"
+
+
 class AuxTextCache:
     """Read-only view of one cache file: ``get(image, text) -> str | None``."""
 
@@ -44,6 +69,9 @@ class AuxTextCache:
         self.path = Path(path)
         self._entries: dict[Key, AuxEntry] = {}
         self._failed: dict[Key, str] = {}
+        self._failed_source: dict[
+            Key, tuple[str, str]
+        ] = {}  # (model, prompt_hash) of the last failed attempt
         if self.path.exists():
             self._load()
 
@@ -74,9 +102,14 @@ class AuxTextCache:
                         settings=dict(row.get("settings") or {}),
                     )
                     self._failed.pop(key, None)
+                    self._failed_source.pop(key, None)
                 elif status == "failed":
                     if key not in self._entries:
                         self._failed[key] = str(row.get("error", ""))
+                        self._failed_source[key] = (
+                            str(row.get("model", "")),
+                            str(row.get("prompt_hash", "")),
+                        )
                 else:
                     raise AuxCacheError(f"{self.path}:{lineno}: unknown status {status!r}")
 
@@ -104,9 +137,45 @@ class AuxTextCache:
         """Keys whose latest attempts failed and that have no ``ok`` entry, with the last error."""
         return dict(self._failed)
 
+    def failed_source(self, image: str, text: str) -> tuple[str, str] | None:
+        """(model, prompt_hash) of the last failed attempt at a key that has no ``ok`` entry."""
+        return self._failed_source.get((image, text))
+
     @property
     def models(self) -> set[str]:
         return {e.model for e in self._entries.values()}
+
+    @property
+    def prompt_hashes(self) -> set[str]:
+        return {e.prompt_hash for e in self._entries.values()}
+
+    def header(self) -> dict[str, Any]:
+        """What made the ``ok`` entries: their models, prompt hashes and distinct settings, with the counts."""
+        settings = {json.dumps(e.settings, sort_keys=True) for e in self._entries.values()}
+        return {
+            "path": str(self.path),
+            "entries": len(self._entries),
+            "failed": len(self._failed),
+            "models": sorted(self.models),
+            "prompt_hashes": sorted(self.prompt_hashes),
+            "settings": [json.loads(x) for x in sorted(settings)],
+        }
+
+    def check_source(self, model: str, prompt_hash: str, *, what: str = "this run") -> None:
+        """Raise `AuxCacheMismatchError` when ``ok`` entries come from another model or prompt."""
+        other_models = self.models - {model}
+        if other_models:
+            raise AuxCacheMismatchError(
+                f"{self.path} holds outputs of model(s) {sorted(other_models)}, but {what} uses {model!r}; "
+                "write to another file, or regenerate those entries with overwrite_model_mismatch=true"
+            )
+        other_prompts = self.prompt_hashes - {prompt_hash}
+        if other_prompts:
+            raise AuxCacheMismatchError(
+                f"{self.path} holds outputs made with prompt hash(es) {sorted(other_prompts)}, but {what} uses "
+                f"{prompt_hash!r} (another prompt template); write to another file, or regenerate those "
+                "entries with overwrite_model_mismatch=true"
+            )
 
 
 class AuxTextWriter:
@@ -140,9 +209,17 @@ class AuxTextWriter:
         keep = data[: data.rfind(b"\n") + 1]
         self.path.write_bytes(keep)
 
-    def _write(self, row: dict[str, Any]) -> None:
-        row |= {"model": self.model, "prompt_hash": self.prompt_hash, "settings": self.settings}
-        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+    def _write(self, image: str, text: str, output: str | None, error: str | None) -> None:
+        line = format_row(
+            image,
+            text,
+            output=output,
+            error=error,
+            model=self.model,
+            prompt_hash=self.prompt_hash,
+            settings=self.settings,
+        )
+        self._file.write(line)
         self._file.flush()
         if self.fsync:
             os.fsync(self._file.fileno())
@@ -150,10 +227,10 @@ class AuxTextWriter:
     def write_ok(self, image: str, text: str, output: str) -> None:
         if not output or not output.strip():
             raise ValueError(f"refusing to cache an empty output for ({image!r}, {text[:40]!r})")
-        self._write({"image": image, "text": text, "output": output, "status": "ok", "error": None})
+        self._write(image, text, output, None)
 
     def write_failed(self, image: str, text: str, error: str) -> None:
-        self._write({"image": image, "text": text, "output": None, "status": "failed", "error": error})
+        self._write(image, text, None, error)
 
     def close(self) -> None:
         self._file.close()
