@@ -1,0 +1,53 @@
+"""ASAP and DGM4 losses, one file per loss (each cites the equation it implements)."""
+
+from asap.losses.contrastive import contrastive_terms, momentum_targets, vlc_loss
+from asap.losses.dgm import binary_loss, box_loss, multilabel_loss, token_loss
+from asap.losses.ied import ied_loss
+from asap.losses.mgca import guidance_mask, mgca_loss, mgca_official_loss
+from asap.losses.pmm import pmm_loss, pmm_targets
+from asap.losses.total import (
+    BBOX,
+    BIC,
+    GIOU,
+    IED,
+    ITC,
+    MGCA,
+    MLC,
+    PMM,
+    TERM_NAMES,
+    TMG,
+    VLC,
+    LossWeights,
+    total_loss,
+    weighted_terms,
+)
+
+__all__ = [
+    "BBOX",
+    "BIC",
+    "GIOU",
+    "IED",
+    "ITC",
+    "MGCA",
+    "MLC",
+    "PMM",
+    "TERM_NAMES",
+    "TMG",
+    "VLC",
+    "LossWeights",
+    "binary_loss",
+    "box_loss",
+    "contrastive_terms",
+    "guidance_mask",
+    "ied_loss",
+    "mgca_loss",
+    "mgca_official_loss",
+    "momentum_targets",
+    "multilabel_loss",
+    "pmm_loss",
+    "pmm_targets",
+    "token_loss",
+    "total_loss",
+    "vlc_loss",
+    "weighted_terms",
+]

@@ -1,0 +1,53 @@
+"""Manipulation-Guided Cross Attention loss (ASAP eq. 7-9) and the official-code variant.
+
+Eq. 7: A = softmax(W_t E_t(T) x W_v E_v(I) / sqrt(h)), text tokens attending to image patches (averaged over
+heads here). Eq. 8: G(i, j) = 1 if token i or patch j is manipulated, else 0 — built per sample (the official
+code applies every sample's manipulated-token columns to the whole batch: not repeated).
+Eq. 9: L_MGCA = -(1/|A|) sum_{i,j} G(i, j) log A(i, j), |A| = number of (valid) elements.
+
+Layout: rows are the text tokens without [CLS] (as `token_labels`), columns the N image patches without the
+image [CLS]; the caller drops both before calling. Padding tokens are excluded from the sum and from |A|.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from asap.losses._common import float32_loss, masked_mean
+
+IGNORE_INDEX = -100
+ATTN_EPS = 1e-8  # A is clamped to [eps, 1] before the log
+
+
+def guidance_mask(token_labels: Tensor, patch_labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Eq. 8 per sample. token_labels (B, Lt) 1/0/-100, patch_labels (B, N) 1/0/-1 -> G (B, Lt, N), valid."""
+    token_fake = token_labels == 1  # (B, Lt)
+    patch_fake = patch_labels == 1  # (B, N)
+    G = (token_fake[:, :, None] | patch_fake[:, None, :]).float()  # (B, Lt, N)
+    valid = (token_labels != IGNORE_INDEX)[:, :, None].expand_as(G)  # (B, Lt, N) real tokens only
+    return G, valid
+
+
+def _head_mean(x: Tensor) -> Tensor:
+    """(B, H, Lt, N) -> (B, Lt, N): mean over heads (eq. 7 per head); (B, Lt, N) passes through."""
+    return x.float().mean(dim=1) if x.dim() == 4 else x.float()
+
+
+@float32_loss
+def mgca_loss(attention: Tensor, guidance: Tensor, valid: Tensor) -> Tensor:
+    """Eq. 9 for the post-softmax text-to-image attention (B, Lt, N) (or (B, H, Lt, N), averaged)."""
+    A = _head_mean(attention).clamp(ATTN_EPS, 1.0)  # (B, Lt, N)
+    return masked_mean(-guidance.float() * A.log(), valid.bool())
+
+
+@float32_loss
+def mgca_official_loss(scores: Tensor, guidance: Tensor, valid: Tensor) -> Tensor:
+    """`mgca.form=official`: BCE-with-logits of pre-softmax scores (B, Lt, N) (head-averaged) against G.
+
+    Per sample, without [CLS] shift or padding tokens; mean over the valid elements.
+    """
+    bce = F.binary_cross_entropy_with_logits(
+        _head_mean(scores), guidance.float(), reduction="none"
+    )  # (B, Lt, N)
+    return masked_mean(bce, valid.bool())
