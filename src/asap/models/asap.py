@@ -1,0 +1,340 @@
+"""ASAP (Zhang et al.): HAMMER's two multimodal encoders plus LMA, MGCA and PMM, which run only in training.
+
+Inference: E_v(I), E_t(T) -> vision-biased E_mm^v (box, F_v) and text-biased E_mm^t (tokens, F_t) ->
+binary / multi-label heads on M_it = delta F_v + F_t (supp. §6). Training adds, each when switched on:
+VLC (eq. 1-3) over text, caption and explanation, IED (eq. 4-5), MGCA (eq. 7-9), PMM (eq. 10-12), the DGM4
+task losses (supp. §6) and, as an option, ALBEF-style momentum encoders with queues and token distillation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from asap.losses import (
+    BBOX,
+    BIC,
+    GIOU,
+    IED,
+    ITC,
+    MGCA,
+    MLC,
+    PMM,
+    TMG,
+    VLC,
+    binary_loss,
+    box_loss,
+    contrastive_terms,
+    ied_loss,
+    momentum_targets,
+    multilabel_loss,
+    pmm_loss,
+    pmm_targets,
+    token_loss,
+    vlc_loss,
+)
+from asap.models.alignment import ContrastiveProjection
+from asap.models.attention import AttentionMap
+from asap.models.config import AblationConfig, ConfigError, LossConfig, ModelConfig
+from asap.models.heads import mlp_head, patch_classifier
+from asap.models.image_encoder import build_image_encoder
+from asap.models.mgca import mean_text_to_image_attention, mgca_term
+from asap.models.momentum import MomentumModel
+from asap.models.text_biased_encoder import TextBiasedEncoder
+from asap.models.text_encoder import bert_config, build_text_encoder
+from asap.models.vision_biased_encoder import VisionBiasedEncoder
+
+AUX_TEXTS = ("caption", "explanation")
+
+
+@dataclass
+class ASAPOutput:
+    binary_logits: Tensor  # (B, 2) real / fake
+    multilabel_logits: Tensor  # (B, 4) FS, FA, TS, TA
+    box_pred: Tensor  # (B, 4) sigmoid cx, cy, w, h
+    token_logits: Tensor  # (B, L-1, 2) per word-piece, no [CLS]
+    losses: dict[str, Tensor] = field(default_factory=dict)  # training only, one entry per term
+    text_to_image_attention: Tensor | None = None  # (B, L-1, N) eq. 7, when computed
+
+
+@dataclass
+class EncodedText:
+    embeds: Tensor  # (B, L, D) E_t output
+    mask: Tensor  # (B, L) 1 = token
+
+
+@dataclass
+class Fused:
+    """Both multimodal encoders on one image-text batch."""
+
+    patches: Tensor  # (B, N, D) i_pat^v
+    pooled_vision: Tensor  # (B, D) F_v
+    text: Tensor  # (B, L, D) {t_cls^t, t_tok^t}
+    maps: list[AttentionMap]  # text->image maps of the MGCA layers, (B, L, 1+N) each
+
+
+def init_new_weights(module: nn.Module) -> None:
+    """HAMMER's init of its own (non-pretrained) parts: truncated normal 0.02 linears, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class ASAPModel(nn.Module):
+    """`forward(batch)` -> `ASAPOutput`; losses (and the parts that only serve them) only when training."""
+
+    def __init__(
+        self, model: ModelConfig, loss: LossConfig, ablation: AblationConfig, load_weights: bool = True
+    ) -> None:
+        super().__init__()
+        self.cfg, self.loss_cfg, self.ablation = model, loss, ablation
+        D = model.image_encoder.embed_dim
+        self.image_encoder = build_image_encoder(
+            model.image_encoder, model.image_size, model.patch_size, load_weights
+        )
+        self.text_encoder, upper_layers = build_text_encoder(model.text_encoder, load_weights)
+        self.text_biased_encoder = TextBiasedEncoder(bert_config(model.text_encoder), len(upper_layers), D)
+        self.vision_biased_encoder = VisionBiasedEncoder(D, model.image_encoder.num_heads)
+        self.alignment = ContrastiveProjection(D, model.text_width, model.embed_dim, model.temperature)
+        self.binary_head = mlp_head(D, 2)
+        self.multilabel_head = mlp_head(D, 4)
+        self.box_head = mlp_head(D, 4)
+        self.token_dropout = nn.Dropout(model.dropout)
+        self.token_head = mlp_head(D, 2)
+        uses_delta = ablation.modality == "both" or ablation.ied
+        self.delta = nn.Parameter(torch.tensor(float(model.delta_init))) if uses_delta else None
+        self.ied_head = mlp_head(D, 1) if ablation.ied else None
+        self.patch_head = patch_classifier(D) if ablation.pmm else None
+        for part in self._new_parts():
+            part.apply(init_new_weights)
+        if model.text_encoder.pretrained and load_weights:
+            self.text_biased_encoder.load_bert_layers(upper_layers)
+        self.momentum = None
+        if model.momentum.enabled:
+            queues = ["image", "text", *(kind for kind in AUX_TEXTS if getattr(ablation, kind))]
+            m = model.momentum
+            self.momentum = MomentumModel(
+                self.momentum_pairs(), queues, model.embed_dim, m.queue_size, m.decay
+            )
+
+    def _new_parts(self) -> list[nn.Module]:
+        parts = [self.text_biased_encoder, self.vision_biased_encoder, self.alignment, self.binary_head]
+        parts += [self.multilabel_head, self.box_head, self.token_head, self.ied_head, self.patch_head]
+        return [p for p in parts if p is not None]
+
+    def momentum_pairs(self) -> dict[str, nn.Module]:
+        """The online modules that have momentum copies (ALBEF: encoders and projections; HAMMER: token head)."""
+        return {
+            "image_encoder": self.image_encoder,
+            "text_encoder": self.text_encoder,
+            "text_biased_encoder": self.text_biased_encoder,
+            "alignment": self.alignment,
+            "token_head": self.token_head,
+        }
+
+    # ------------------------------------------------------------------ encoders
+    def fuse(self, image_embeds: Tensor, text: EncodedText, map_layers: list[int]) -> Fused:
+        """E_mm^v (image queries) and E_mm^t (text queries) on image (B, 1+N, D) and text (B, L, D)."""
+        vision = self.vision_biased_encoder(image_embeds, text.embeds, text.mask)
+        fused_text, maps = self.text_biased_encoder(text.embeds, text.mask, image_embeds, map_layers)
+        return Fused(vision.patches, vision.pooled, fused_text, maps)
+
+    def heads_input(self, pooled_vision: Tensor, text_cls: Tensor) -> Tensor:
+        """M_it (supp. §6.2): delta F_v + F_t; F_t alone (modality text, HAMMER) or F_v alone (modality image)."""
+        if self.ablation.modality == "text":
+            return text_cls
+        if self.ablation.modality == "image":
+            return pooled_vision
+        return self.delta * pooled_vision + text_cls
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        batch: Mapping[str, Any],
+        *,
+        compute_losses: bool | None = None,
+        return_attention: bool = False,
+        distill_weight: float | None = None,
+    ) -> ASAPOutput:
+        """Predictions for `batch` (docs/contracts.md); with losses when training (or `compute_losses`).
+
+        return_attention: also return the text->image map (B, L-1, N) of the MGCA layers (visualisation).
+        distill_weight: momentum distillation weight (default `model.momentum.distill_alpha`).
+        """
+        train = self.training if compute_losses is None else compute_losses
+        a = self.ablation
+        B, L = batch["input_ids"].shape
+        aux = [k for k in AUX_TEXTS if train and (getattr(a, k) or (k == "explanation" and a.ied))]
+        map_layers = list(self.loss_cfg.mgca.layers) if (train and a.mgca) or return_attention else []
+
+        image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
+        texts = encode_texts(self.text_encoder, batch, aux)
+        if train and a.ied:  # the explanation rows of IED (eq. 4) share the fusion pass of the text
+            rows = _stack([texts["text"], texts["explanation"]])  # (2B, L', D)
+            fused = self.fuse(image_embeds.repeat(2, 1, 1), rows, map_layers)
+        else:
+            fused = self.fuse(image_embeds, texts["text"], map_layers)
+        out = self.predict(fused, B, L)
+        if train:
+            weight = self.cfg.momentum.distill_alpha if distill_weight is None else distill_weight
+            out.losses = self.training_losses(batch, image_embeds, texts, fused, out, aux, weight)
+        return out
+
+    def predict(self, fused: Fused, B: int, L: int) -> ASAPOutput:
+        """The four DGM4 heads on the first B rows (the text rows) of `fused`."""
+        text_cls, vision = fused.text[:B, 0], fused.pooled_vision[:B]  # F_t, F_v (B, D)
+        joint = self.heads_input(vision, text_cls)  # M_it (B, D)
+        out = ASAPOutput(
+            binary_logits=self.binary_head(joint),
+            multilabel_logits=self.multilabel_head(joint),
+            box_pred=self.box_head(vision).sigmoid(),
+            token_logits=self.token_head(self.token_dropout(fused.text[:B, 1:L])),  # on t_tok^t (B, L-1, D)
+        )
+        if fused.maps:
+            out.text_to_image_attention = mean_text_to_image_attention([m.probs[:B] for m in fused.maps], L)
+        return out
+
+    def training_losses(
+        self,
+        batch: Mapping[str, Any],
+        image_embeds: Tensor,
+        texts: dict[str, EncodedText],
+        fused: Fused,
+        out: ASAPOutput,
+        aux: list[str],
+        weight: float,
+    ) -> dict[str, Tensor]:
+        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES)."""
+        a, B = self.ablation, out.binary_logits.shape[0]
+        is_real = batch["binary_label"] == 0  # (B,) I(I, T) of eq. 2 and 5
+        momentum = self._momentum_outputs(batch, aux, weight) if self.momentum is not None else None
+        losses = self._contrastive(image_embeds[:, 0], texts, is_real, momentum)
+        if a.ied:  # eq. 4-5 on the explanation rows of the fused batch
+            ied_in = self.delta * fused.pooled_vision[B:] + fused.text[B:, 0]
+            losses[IED] = ied_loss(self.ied_head(ied_in).squeeze(-1), is_real)
+        if a.mgca:
+            maps = [AttentionMap(m.probs[:B], m.scores[:B]) for m in fused.maps]
+            losses[MGCA] = mgca_term(
+                maps, batch["token_labels"], batch["patch_labels"], self.loss_cfg.mgca.form
+            )
+        if a.pmm:  # eq. 12 on i_pat^v of the text rows
+            targets = pmm_targets(batch["patch_labels"], batch["has_box"], hnp=a.hnp)
+            losses[PMM] = pmm_loss(self.patch_head(fused.patches[:B]).squeeze(-1), targets)
+        losses.update(self._dgm_losses(out, batch, momentum, weight))
+        return losses
+
+    # ------------------------------------------------------------------ training terms
+    def _dgm_losses(
+        self, out: ASAPOutput, batch: Mapping[str, Any], momentum: dict[str, Any] | None, weight: float
+    ) -> dict[str, Tensor]:
+        """Supp. §6: binary, multi-label, box (L1 + GIoU) and token losses (distilled with `weight`)."""
+        # HAMMER regresses every sample, no-box ones to the zero box (the IoU protocol scores ~0 boxes as hits)
+        l1, giou = box_loss(out.box_pred, batch["box"], None)
+        soft = None if momentum is None else momentum["token_probs"]
+        return {
+            BIC: binary_loss(out.binary_logits, batch["binary_label"]),
+            MLC: multilabel_loss(out.multilabel_logits, batch["multilabel"]),
+            BBOX: l1,
+            GIOU: giou,
+            TMG: token_loss(out.token_logits, batch["token_labels"], soft, distill_weight=weight),
+        }
+
+    def _contrastive(
+        self,
+        image_cls: Tensor,
+        texts: dict[str, EncodedText],
+        is_real: Tensor,
+        momentum: dict[str, Any] | None,
+    ) -> dict[str, Tensor]:
+        """Eq. 3 over i2t/t2i (real pairs, HAMMER), i2c/c2i (all pairs, eq. 1), i2e/e2i (real pairs, eq. 2).
+
+        With an auxiliary text on: {"vlc": eq. 3} (part of L_LMA, eq. 6). Without (baseline): HAMMER's
+        image-text term {"itc": (i2t + t2i) / 2} under its own weight.
+        """
+        image_feat = self.alignment.image(image_cls)  # (B, E)
+        anchors = {"text": is_real, "caption": None, "explanation": is_real}
+        kinds = ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]
+        terms: dict[str, tuple[Tensor, Tensor]] = {}
+        for kind in kinds:
+            text_feat = self.alignment.text(texts[kind].embeds[:, 0])  # (B, E)
+            extra = {} if momentum is None else momentum["contrastive"][kind]
+            terms[kind] = contrastive_terms(
+                image_feat, text_feat, self.alignment.temperature, anchors[kind], **extra
+            )
+        if len(terms) == 1:
+            return {ITC: vlc_loss(*terms["text"])}
+        return {
+            VLC: vlc_loss(
+                *terms["text"], *terms.get("caption", (None, None)), *terms.get("explanation", (None, None))
+            )
+        }
+
+    @torch.no_grad()
+    def _momentum_outputs(self, batch: Mapping[str, Any], aux: list[str], weight: float) -> dict[str, Any]:
+        """Momentum features, queues and soft targets (ALBEF), token probabilities (HAMMER); then enqueue."""
+        assert self.momentum is not None
+        m = self.momentum
+        m.update(self.momentum_pairs())
+        B, L = batch["input_ids"].shape
+        image_embeds = m["image_encoder"](batch["image"])  # (B, 1+N, D)
+        texts = encode_texts(m["text_encoder"], batch, aux)
+        fused_text, _ = m["text_biased_encoder"](texts["text"].embeds, texts["text"].mask, image_embeds)
+        token_probs = m["token_head"](fused_text[:, 1:L]).softmax(dim=-1)  # (B, L-1, 2)
+        image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
+        feats = {"image": image_feat}
+        contrastive = {}
+        for kind in ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]:
+            feats[kind] = m["alignment"].text(texts[kind].embeds[:, 0])
+            image_queue, text_queue = m.queue("image"), m.queue(kind)
+            contrastive[kind] = dict(
+                image_keys=image_feat,
+                text_keys=feats[kind],
+                image_queue=image_queue,
+                text_queue=text_queue,
+                soft_targets=momentum_targets(
+                    image_feat, feats[kind], self.alignment.temperature, image_queue, text_queue
+                ),
+                distill_alpha=weight,
+            )
+        m.enqueue(feats)
+        return {"contrastive": contrastive, "token_probs": token_probs}
+
+
+def encode_texts(encoder: nn.Module, batch: Mapping[str, Any], kinds: list[str]) -> dict[str, EncodedText]:
+    """{"text": ..., kind: ...}: text, caption, explanation through E_t in ONE pass, padded to a common length.
+
+    Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not matter).
+    """
+    ids = {"text": (batch["input_ids"], batch["attention_mask"])}
+    for kind in kinds:
+        if f"{kind}_ids" not in batch:
+            raise ConfigError(
+                f"the ablation uses {kind}s but the batch has no `{kind}_ids`: load them in the data config "
+                f"(data.load_{kind}) or switch ablation.{kind} off"
+            )
+        ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
+    length = max(t.shape[1] for t, _ in ids.values())
+    all_ids = torch.cat([F.pad(t, (0, length - t.shape[1])) for t, _ in ids.values()])  # (k*B, Lmax)
+    all_mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in ids.values()])  # (k*B, Lmax)
+    embeds = encoder(all_ids, all_mask)  # (k*B, Lmax, D)
+    B = batch["input_ids"].shape[0]
+    return {
+        kind: EncodedText(embeds[i * B : (i + 1) * B], all_mask[i * B : (i + 1) * B])
+        for i, kind in enumerate(ids)
+    }
+
+
+def _stack(rows: list[EncodedText]) -> EncodedText:
+    """Concatenate same-length encoded texts along the batch."""
+    if len(rows) == 1:
+        return rows[0]
+    return EncodedText(torch.cat([r.embeds for r in rows]), torch.cat([r.mask for r in rows]))

@@ -1,0 +1,69 @@
+"""Multi-head attention with an optional explicit attention map (ASAP eq. 7).
+
+Fused `scaled_dot_product_attention` by default; when the map is asked for (MGCA, visualisation) the scores and
+the softmax are computed explicitly, A = softmax(W_q x (W_k y)^T / sqrt(h)), and returned averaged over heads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class AttentionMap:
+    """Head-averaged attention of one layer: `probs` post-softmax (eq. 7), `scores` pre-softmax. (B, Lq, Lk)."""
+
+    probs: Tensor
+    scores: Tensor
+
+
+def padding_bias(key_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """(B, Lk) 1 = real key -> additive bias (B, 1, 1, Lk): 0 for real keys, the dtype's minimum for padding."""
+    if key_mask is None:
+        return None
+    bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
+    return bias.masked_fill(key_mask == 0, torch.finfo(dtype).min)[:, None, None, :]
+
+
+class MultiHeadAttention(nn.Module):
+    """Queries from `x`, keys and values from `context` (self-attention when `context` is `x`)."""
+
+    def __init__(
+        self, dim: int, num_heads: int, context_dim: int | None = None, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        context_dim = context_dim or dim
+        self.num_heads, self.head_dim, self.dropout = num_heads, dim // num_heads, dropout
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(context_dim, dim)
+        self.value = nn.Linear(context_dim, dim)
+        self.output = nn.Linear(dim, dim)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        B, L, _ = x.shape
+        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
+
+    def forward(
+        self, x: Tensor, context: Tensor, key_mask: Tensor | None = None, return_map: bool = False
+    ) -> tuple[Tensor, AttentionMap | None]:
+        """x (B, Lq, D), context (B, Lk, Dc), key_mask (B, Lk) 1 = attend -> (B, Lq, D), map or None."""
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(context)), self._heads(self.value(context))
+        bias = padding_bias(key_mask, q.dtype)  # (B, 1, 1, Lk) or None
+        p = self.dropout if self.training else 0.0
+        if return_map:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Lq, Lk)
+            probs = (scores if bias is None else scores + bias).softmax(dim=-1)  # eq. 7
+            out = F.dropout(probs, p, self.training) @ v  # (B, H, Lq, d)
+            attention = AttentionMap(probs=probs.mean(dim=1), scores=scores.mean(dim=1))  # (B, Lq, Lk)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, Lq, d)
+            attention = None
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # (B, Lq, D)
+        return self.output(out), attention

@@ -1,0 +1,237 @@
+"""Typed configuration of the model, losses, ablation and optimiser, built from plain (Hydra) containers.
+
+`ASAPLitModule(model=dict, loss=dict, ablation=dict, optim=dict)` converts each dict with `from_dict`, which
+rejects unknown keys and bad choices with one clear `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+MODALITIES = ("both", "text", "image")
+MGCA_FORMS = ("paper", "official")
+
+
+class ConfigError(ValueError):
+    """A model / loss / ablation / optim config value that cannot be used (unknown key, bad choice)."""
+
+
+@dataclass
+class ImageEncoderConfig:
+    """A timm ViT: architecture `name` with size overrides; weights only when `pretrained` is set."""
+
+    name: str = "vit_base_patch16_224"
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    drop_path_rate: float = 0.0
+    # null: random init (no download); "hub": timm's weights for `name`; otherwise a local weight file
+    pretrained: str | None = None
+
+
+@dataclass
+class TextEncoderConfig:
+    """A transformers BERT; its first `text_layers` layers encode text, the rest become the text-biased encoder."""
+
+    # BertConfig keyword arguments (the architecture; pretrained weights must fit it)
+    bert: dict[str, Any] = field(default_factory=dict)
+    text_layers: int = 6
+    # null: random init from `bert` (no download); otherwise a hub name or local folder of a BERT
+    pretrained: str | None = None
+
+
+@dataclass
+class MomentumConfig:
+    """ALBEF/HAMMER momentum encoders: EMA copies, feature queues, token distillation."""
+
+    enabled: bool = False
+    decay: float = 0.995
+    queue_size: int = 65536
+    distill_alpha: float = 0.4  # weight of the momentum targets (HAMMER `alpha`), ramped up over epoch 0
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 256
+    patch_size: int = 16
+    tokenizer: str = "bert-base-uncased"
+    max_text_len: int = 128
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    embed_dim: int = 256  # contrastive space (eq. 1-2)
+    temperature: float = 0.07  # initial learnable tau
+    delta_init: float = 0.5  # learnable delta of eq. 4 and M_it
+    dropout: float = 0.1  # before the token detector (HAMMER)
+    momentum: MomentumConfig = field(default_factory=MomentumConfig)
+    # ALBEF_4M.pth / ALBEF.pth to start from (null: none); recorded in the run's hyper-parameters
+    albef_checkpoint: str | None = None
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def text_width(self) -> int:
+        return int(self.text_encoder.bert.get("hidden_size", 768))
+
+    @property
+    def fusion_layers(self) -> int:
+        return int(self.text_encoder.bert.get("num_hidden_layers", 12)) - self.text_encoder.text_layers
+
+
+@dataclass
+class MGCAConfig:
+    form: str = "paper"  # paper: eq. 9 on the post-softmax map; official: BCE on pre-softmax scores
+    # text-biased fusion layers whose cross-attention is guided (negative: from the end)
+    layers: list[int] = field(default_factory=lambda: [-1])
+
+
+@dataclass
+class LossConfig:
+    """`LossWeights` fields (eq. 13 and HAMMER's task weights) plus the MGCA settings."""
+
+    weights: dict[str, float] = field(default_factory=dict)
+    mgca: MGCAConfig = field(default_factory=MGCAConfig)
+
+    @classmethod
+    def from_plain(cls, data: Mapping[str, Any]) -> LossConfig:
+        data = dict(data)
+        mgca = from_dict(MGCAConfig, data.pop("mgca", {}) or {}, where="loss.mgca")
+        return cls(weights=data, mgca=mgca)
+
+    def loss_weights(self) -> Any:
+        """The `asap.losses.LossWeights` of these weights (unknown names -> ConfigError)."""
+        from asap.losses import LossWeights
+
+        known = {f.name for f in dataclasses.fields(LossWeights)}
+        unknown = sorted(set(self.weights) - known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {unknown} in `loss`; valid keys: {sorted(known) + ['mgca']}")
+        return LossWeights(**{k: float(v) for k, v in self.weights.items()})
+
+
+@dataclass
+class AblationConfig:
+    """Which ASAP parts run (paper Tables 2-6). Off means not computed, not only unweighted."""
+
+    caption: bool = True  # i2c/c2i contrastive terms (eq. 1)
+    explanation: bool = True  # i2e/e2i contrastive terms (eq. 2)
+    ied: bool = True  # image-explanation detection (eq. 4-5)
+    mgca: bool = True  # manipulation-guided cross-attention loss (eq. 7-9)
+    pmm: bool = True  # patch manipulation modelling (eq. 10-12)
+    hnp: bool = True  # hard negative patches in PMM (eq. 10)
+    # inputs of the binary / multi-label heads: both = delta F_v + F_t; text = F_t (HAMMER); image = F_v
+    modality: str = "both"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.02
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 1000
+    min_lr: float = 1e-6
+    # null: one group; "hammer": HAMMER's two groups (image side at `lr`, the rest at lr/5, as its 1e-4 / 2e-5);
+    # or a dict for `asap.models.optim.build_optimizer` ({name: {prefixes: [...], lr: ...}, rest: {lr: ...}})
+    param_groups: Any = None
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """Build dataclass `cls` from `data`, recursing into dataclass fields; unknown keys raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"`{where}` must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in `{where}`; valid keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, where=f"{where}.{name}")
+        else:
+            kwargs[name] = _check_type(value, hint, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Light type check of scalars (ints accepted for floats, lists for tuples)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        origin = typing.get_origin(hint)
+    expected = {bool: bool, int: int, float: (int, float), str: str}.get(hint)
+    if expected is not None:
+        if (isinstance(value, bool) and hint is not bool) or not isinstance(value, expected):
+            raise ConfigError(f"`{where}` must be {hint.__name__}, got {value!r}")
+        return float(value) if hint is float else value
+    if origin is tuple:
+        return tuple(value)
+    if origin is list:
+        return list(value)
+    if origin is dict:
+        return dict(value)
+    return value
+
+
+@dataclass
+class ASAPConfig:
+    """Everything the LightningModule is built from."""
+
+    model: ModelConfig
+    loss: LossConfig
+    ablation: AblationConfig
+    optim: OptimConfig
+
+    @classmethod
+    def from_plain(
+        cls,
+        model: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        ablation: Mapping[str, Any],
+        optim: Mapping[str, Any],
+    ) -> ASAPConfig:
+        config = cls(
+            model=from_dict(ModelConfig, model, "model"),
+            loss=LossConfig.from_plain(loss or {}),
+            ablation=from_dict(AblationConfig, ablation, "ablation"),
+            optim=from_dict(OptimConfig, optim, "optim"),
+        )
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        m, a = self.model, self.ablation
+        if a.modality not in MODALITIES:
+            raise ConfigError(f"ablation.modality must be one of {MODALITIES}, got {a.modality!r}")
+        if self.loss.mgca.form not in MGCA_FORMS:
+            raise ConfigError(f"loss.mgca.form must be one of {MGCA_FORMS}, got {self.loss.mgca.form!r}")
+        if m.image_size % m.patch_size:
+            raise ConfigError(
+                f"model.image_size {m.image_size} is not a multiple of patch_size {m.patch_size}"
+            )
+        if m.image_encoder.embed_dim != m.text_width:
+            raise ConfigError(
+                f"model.image_encoder.embed_dim ({m.image_encoder.embed_dim}) must equal the BERT hidden_size "
+                f"({m.text_width}): M_it = delta F_v + F_t adds the two"
+            )
+        if not 0 < m.text_encoder.text_layers < int(m.text_encoder.bert.get("num_hidden_layers", 12)):
+            raise ConfigError("model.text_encoder.text_layers must leave at least one layer on each side")
+        for layer in self.loss.mgca.layers:
+            if not -m.fusion_layers <= layer < m.fusion_layers:
+                raise ConfigError(
+                    f"loss.mgca.layers: {layer} is not one of the {m.fusion_layers} fusion layers"
+                )
+        self.loss.loss_weights()  # unknown weight names fail here

@@ -1,0 +1,78 @@
+"""Momentum encoders and feature queues (ALBEF/HAMMER; ASAP keeps them, `model.momentum.enabled`).
+
+theta_m <- m theta_m + (1 - m) theta after each step; the momentum features of the last batches are kept in
+queues (extra contrastive negatives for eq. 1-3) and the momentum token detector gives the soft targets of
+L_tok^mom (supp. §6.4).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gather_all(x: Tensor) -> Tensor:
+    """Concatenate `x` (B, E) over the DDP ranks (no gradient); `x` itself outside DDP."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+class MomentumModel(nn.Module):
+    """EMA copies of the named online modules, and one FIFO queue (K, E) per feature kind."""
+
+    def __init__(
+        self,
+        online: Mapping[str, nn.Module],
+        queues: Sequence[str],
+        embed_dim: int,
+        queue_size: int,
+        decay: float,
+    ) -> None:
+        super().__init__()
+        self.decay, self.queue_size = decay, queue_size
+        self.copies = nn.ModuleDict({name: copy.deepcopy(module) for name, module in online.items()})
+        self.copies.requires_grad_(False)
+        for kind in queues:
+            self.register_buffer(f"{kind}_queue", F.normalize(torch.randn(queue_size, embed_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self.copies[name]
+
+    def queue(self, kind: str) -> Tensor:
+        return getattr(self, f"{kind}_queue").clone().detach()  # (K, E)
+
+    @torch.no_grad()
+    def reset(self, online: Mapping[str, nn.Module]) -> None:
+        """Copy the online weights into the momentum copies (after loading weights that have no copies)."""
+        for name, module in online.items():
+            self.copies[name].load_state_dict(module.state_dict())
+
+    @torch.no_grad()
+    def update(self, online: Mapping[str, nn.Module]) -> None:
+        """theta_m <- decay theta_m + (1 - decay) theta."""
+        for name, module in online.items():
+            params_m = list(self.copies[name].parameters())
+            params = [p.detach() for p in module.parameters()]
+            torch._foreach_mul_(params_m, self.decay)
+            torch._foreach_add_(params_m, params, alpha=1.0 - self.decay)
+
+    @torch.no_grad()
+    def enqueue(self, features: Mapping[str, Tensor]) -> None:
+        """Write the features (B, E) of every queue kind (gathered over ranks) at the pointer, first in first out."""
+        ptr = int(self.queue_ptr)
+        size = 0
+        for kind, feat in features.items():
+            feat = gather_all(feat.float())  # (B*world, E)
+            size = feat.shape[0]
+            index = (ptr + torch.arange(size, device=feat.device)) % self.queue_size
+            getattr(self, f"{kind}_queue")[index] = feat.to(getattr(self, f"{kind}_queue").dtype)
+        self.queue_ptr.fill_((ptr + size) % self.queue_size)

@@ -1,0 +1,99 @@
+"""Text-biased multimodal encoder E_mm^t (ASAP §3, Fig. 2; HAMMER's fusion layers of BERT).
+
+{t_cls^t, t_tok^t} = E_mm^t(E_t(T), E_v(I)): text tokens are the queries; each layer is BERT self-attention,
+cross-attention to the image tokens and a feed-forward block (post-norm, as BERT). The cross-attention of the
+MGCA layers can return its text->image map A (eq. 7) for the MGCA loss (eq. 9).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from torch import Tensor, nn
+from transformers import BertConfig
+from transformers.models.bert.modeling_bert import BertLayer
+
+from asap.models.attention import AttentionMap, MultiHeadAttention
+
+# BERT / ALBEF layer parameter names -> FusionLayer names (prefix match)
+BERT_LAYER_KEYS = {
+    "attention.self.query": "self_attention.query",
+    "attention.self.key": "self_attention.key",
+    "attention.self.value": "self_attention.value",
+    "attention.output.dense": "self_attention.output",
+    "attention.output.LayerNorm": "self_attention_norm",
+    "crossattention.self.query": "cross_attention.query",
+    "crossattention.self.key": "cross_attention.key",
+    "crossattention.self.value": "cross_attention.value",
+    "crossattention.output.dense": "cross_attention.output",
+    "crossattention.output.LayerNorm": "cross_attention_norm",
+    "intermediate.dense": "ffn.0",
+    "output.dense": "ffn.2",
+    "output.LayerNorm": "ffn_norm",
+}
+
+
+def fusion_key(bert_key: str) -> str | None:
+    """`attention.self.query.weight` -> `self_attention.query.weight`; None for a key with no counterpart."""
+    for src, dst in BERT_LAYER_KEYS.items():
+        if bert_key.startswith(src + "."):
+            return dst + bert_key[len(src) :]
+    return None
+
+
+class FusionLayer(nn.Module):
+    """Self-attention over text, cross-attention to the image, feed-forward; each post-norm with residual."""
+
+    def __init__(self, config: BertConfig, image_width: int) -> None:
+        super().__init__()
+        D, eps = config.hidden_size, config.layer_norm_eps
+        heads, attn_drop = config.num_attention_heads, config.attention_probs_dropout_prob
+        self.self_attention = MultiHeadAttention(D, heads, dropout=attn_drop)
+        self.self_attention_norm = nn.LayerNorm(D, eps=eps)
+        self.cross_attention = MultiHeadAttention(D, heads, context_dim=image_width, dropout=attn_drop)
+        self.cross_attention_norm = nn.LayerNorm(D, eps=eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(D, config.intermediate_size), nn.GELU(), nn.Linear(config.intermediate_size, D)
+        )
+        self.ffn_norm = nn.LayerNorm(D, eps=eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, text: Tensor, text_mask: Tensor, image: Tensor, return_map: bool = False
+    ) -> tuple[Tensor, AttentionMap | None]:
+        """text (B, L, D), text_mask (B, L), image (B, 1+N, Dv) -> (B, L, D), text->image map (B, L, 1+N)."""
+        attended, _ = self.self_attention(text, text, key_mask=text_mask)
+        x = self.self_attention_norm(text + self.dropout(attended))  # (B, L, D)
+        attended, attention = self.cross_attention(x, image, return_map=return_map)  # image has no padding
+        x = self.cross_attention_norm(x + self.dropout(attended))
+        return self.ffn_norm(x + self.dropout(self.ffn(x))), attention
+
+
+class TextBiasedEncoder(nn.Module):
+    """The stack of fusion layers; maps are materialised only for the layers in `map_layers`."""
+
+    def __init__(self, config: BertConfig, num_layers: int, image_width: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(FusionLayer(config, image_width) for _ in range(num_layers))
+
+    def forward(
+        self, text: Tensor, text_mask: Tensor, image: Tensor, map_layers: Collection[int] = ()
+    ) -> tuple[Tensor, list[AttentionMap]]:
+        """text (B, L, D) from E_t, image (B, 1+N, Dv) from E_v -> fused text (B, L, D), maps of `map_layers`."""
+        wanted = {i % len(self.layers) for i in map_layers}
+        maps = []
+        for i, layer in enumerate(self.layers):
+            text, attention = layer(text, text_mask, image, return_map=i in wanted)
+            if attention is not None:
+                maps.append(attention)
+        return text, maps
+
+    def load_bert_layers(self, bert_layers: list[BertLayer]) -> None:
+        """Copy the weights of BERT's upper layers (self-attention, FFN); cross-attention stays as initialised."""
+        for layer, bert_layer in zip(self.layers, bert_layers, strict=True):
+            state = {fusion_key(k): v for k, v in bert_layer.state_dict().items() if fusion_key(k)}
+            missing, unexpected = layer.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("cross_attention") for k in missing):
+                raise RuntimeError(
+                    f"BERT layer does not map onto FusionLayer: missing {missing}, unexpected {unexpected}"
+                )

@@ -1,0 +1,44 @@
+"""Vision-biased multimodal encoder E_mm^v (ASAP eq. 11; HAMMER's it_cross_attn + aggregator).
+
+{i_cls^v, i_pat^v} = E_mm^v(E_v(I), E_t(T)): image tokens are the queries and attend to the text tokens
+(pre-norm, residual). The patch features i_pat^v feed PMM (eq. 12); an attention aggregator with a learnable
+query pools them into F_v, the input of the box detector (supp. §6.1) and of M_it = delta F_v + F_t (eq. 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from asap.models.attention import MultiHeadAttention
+
+
+@dataclass
+class VisionBiasedFeatures:
+    patches: Tensor  # (B, N, D) normalised patch features i_pat^v (PMM input, aggregator keys)
+    pooled: Tensor  # (B, D) F_v, aggregated by the learnable query
+
+
+class VisionBiasedEncoder(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.cross_attention_norm = nn.LayerNorm(dim)
+        self.cross_attention = MultiHeadAttention(dim, num_heads)
+        self.aggregator_norm = nn.LayerNorm(dim)
+        self.aggregator_query = nn.Parameter(torch.zeros(1, 1, dim))
+        self.aggregator = MultiHeadAttention(dim, num_heads)
+        nn.init.trunc_normal_(self.aggregator_query, std=0.02)
+
+    def forward(self, image: Tensor, text: Tensor, text_mask: Tensor) -> VisionBiasedFeatures:
+        """image (B, 1+N, D) from E_v, text (B, L, D) from E_t, text_mask (B, L) -> patches, pooled."""
+        # HAMMER normalises queries and keys with the same LayerNorm (text and image widths are equal)
+        attended, _ = self.cross_attention(
+            self.cross_attention_norm(image), self.cross_attention_norm(text), key_mask=text_mask
+        )
+        fused = image + attended  # (B, 1+N, D)
+        patches = self.aggregator_norm(fused[:, 1:])  # (B, N, D) without the image [CLS]
+        query = self.aggregator_norm(self.aggregator_query).expand(image.shape[0], -1, -1)  # (B, 1, D)
+        pooled, _ = self.aggregator(query, patches)  # (B, 1, D)
+        return VisionBiasedFeatures(patches=patches, pooled=pooled.squeeze(1))

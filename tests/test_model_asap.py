@@ -1,0 +1,207 @@
+"""ASAPModel behaviour: outputs, loss terms per ablation, compute removed when off, gradients, bf16, overfitting."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import torch
+from torchmetrics.functional.classification import binary_auroc
+
+from asap.models import ASAPModel
+from asap.models.config import ASAPConfig, ConfigError
+from test_model_factory import ABLATIONS, conf, make_batch, micro_model
+
+DGM_TERMS = {"bic", "mlc", "bbox", "giou", "tmg"}
+EXPECTED_TERMS = {
+    "full": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
+    "baseline": DGM_TERMS | {"itc"},
+    "lma": DGM_TERMS | {"vlc", "ied"},
+    "lma_mgca": DGM_TERMS | {"vlc", "ied", "mgca"},
+    "caption_only": DGM_TERMS | {"vlc", "mgca", "pmm"},
+    "explanation_only": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
+    "no_hnp": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
+    "text_only": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
+    "image_only": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
+}
+
+
+def build(ablation: str | dict = "full", loss: dict | None = None, seed: int = 0, **model: Any) -> ASAPModel:
+    torch.manual_seed(seed)
+    abl = conf("ablation", ablation) if isinstance(ablation, str) else ablation
+    cfg = ASAPConfig.from_plain(micro_model(**model), loss or conf("loss", "default"), abl, {})
+    return ASAPModel(cfg.model, cfg.loss, cfg.ablation)
+
+
+class CallLog:
+    """Forward hooks that record, per module name, the batch size of every call and the kwargs."""
+
+    def __init__(self, model: ASAPModel, names: list[str]) -> None:
+        self.rows: dict[str, list[int]] = defaultdict(list)
+        self.maps_asked = 0
+        for name in names:
+            module = model.get_submodule(name)
+            module.register_forward_hook(lambda m, args, out, n=name: self.rows[n].append(args[0].shape[0]))
+        for module in model.text_biased_encoder.modules():
+            if type(module).__name__ == "MultiHeadAttention":
+                module.register_forward_pre_hook(self._count_maps, with_kwargs=True)
+
+    def _count_maps(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self.maps_asked += bool(kwargs.get("return_map"))
+
+
+def test_outputs_follow_the_contract_in_training_and_eval() -> None:
+    model, batch = build(), make_batch(B=6, L=10)
+    out = model.train()(batch)
+    assert out.binary_logits.shape == (6, 2) and out.multilabel_logits.shape == (6, 4)
+    assert out.box_pred.shape == (6, 4) and ((out.box_pred > 0) & (out.box_pred < 1)).all()
+    assert out.token_logits.shape == (6, 9, 2)
+    assert out.text_to_image_attention.shape == (6, 9, 16)  # MGCA on in training: no [CLS] row / column
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    assert out.losses == {} and out.text_to_image_attention is None
+    with torch.no_grad():
+        attention = model(batch, return_attention=True).text_to_image_attention  # for visualisation
+    assert attention.shape == (6, 9, 16) and (attention >= 0).all() and (attention.sum(-1) <= 1 + 1e-5).all()
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_each_ablation_returns_exactly_its_terms_finite_and_reaching_every_parameter(ablation: str) -> None:
+    model, batch = build(ablation), make_batch(B=6, L=10)
+    out = model.train()(batch)
+    assert set(out.losses) == EXPECTED_TERMS[ablation]
+    for name, value in out.losses.items():
+        assert value.ndim == 0 and torch.isfinite(value) and value > 0, name
+    sum(out.losses.values()).backward()
+    no_grad = [
+        n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())
+    ]
+    assert no_grad == []  # every trainable parameter is used (DDP without find_unused_parameters)
+    assert model.image_encoder.vit.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.text_encoder.bert.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_switched_off_parts_are_not_computed() -> None:
+    """Rows per call (B = 4): the aux texts share one E_t pass; IED adds B rows to both multimodal encoders."""
+    batch = make_batch(B=4, L=8)  # carries captions and explanations in every case
+    names = ["text_encoder", "text_biased_encoder", "vision_biased_encoder", "ied_head", "patch_head"]
+    # ablation: rows into E_t, E_mm^t, E_mm^v, the IED head, the PMM head; explicit attention maps
+    expected = {
+        "full": ([12], [8], [8], [4], [4], 1),
+        "baseline": ([4], [4], [4], [], [], 0),
+        "lma": ([12], [8], [8], [4], [], 0),
+        "caption_only": ([8], [4], [4], [], [4], 1),
+        "no_ied": ([12], [4], [4], [], [4], 1),
+    }
+    for name, rows in expected.items():
+        model = build({**conf("ablation", "full"), "ied": False} if name == "no_ied" else name)
+        calls = CallLog(model, [n for n in names if getattr(model, n) is not None])
+        model.train()(batch)
+        assert (*(calls.rows[n] for n in names), calls.maps_asked) == rows, name
+    baseline = build("baseline")
+    assert baseline.ied_head is None and baseline.patch_head is None and baseline.delta is None
+
+
+def test_inference_of_full_costs_the_same_as_baseline() -> None:
+    batch = make_batch(B=4, L=8)
+    rows = {}
+    for ablation in ("full", "baseline"):
+        model = build(ablation).eval()
+        calls = CallLog(model, ["text_encoder", "text_biased_encoder", "vision_biased_encoder"])
+        with torch.no_grad():
+            model(batch)
+        rows[ablation] = (dict(calls.rows), calls.maps_asked)
+    assert (
+        rows["full"]
+        == rows["baseline"]
+        == ({"text_encoder": [4], "text_biased_encoder": [4], "vision_biased_encoder": [4]}, 0)
+    )
+
+
+def test_training_forward_predicts_what_inference_predicts() -> None:
+    model, batch = build("full"), make_batch(B=6, L=10)
+    model.eval()  # no dropout: the ASAP parts (aux texts in the same pass, maps, IED rows) must not change outputs
+    with torch.no_grad():
+        plain = model(batch)
+        training = model(batch, compute_losses=True)
+    assert set(training.losses) == EXPECTED_TERMS["full"]
+    for key in ("binary_logits", "multilabel_logits", "box_pred", "token_logits"):
+        torch.testing.assert_close(getattr(plain, key), getattr(training, key), atol=1e-5, rtol=1e-4)
+
+
+def test_mgca_forms_and_layers_and_hnp_change_their_terms() -> None:
+    batch = make_batch(B=6, L=10)
+    loss = conf("loss", "default")
+    paper = build("full", loss=loss).train()(batch).losses
+    official = (
+        build("full", loss={**loss, "mgca": {"form": "official", "layers": [-1]}}).train()(batch).losses
+    )
+    two_layers = (
+        build("full", loss={**loss, "mgca": {"form": "paper", "layers": [0, 1]}}).train()(batch).losses
+    )
+    no_hnp = build("no_hnp").train()(batch).losses
+    assert official["mgca"] != paper["mgca"] and two_layers["mgca"] != paper["mgca"]
+    assert no_hnp["pmm"] != paper["pmm"]  # more (easy) negatives
+    torch.testing.assert_close(official["bic"], paper["bic"])  # the same model otherwise
+
+
+def test_a_missing_auxiliary_text_is_a_clear_error() -> None:
+    model = build("full").train()
+    with pytest.raises(ConfigError, match="no `caption_ids`"):
+        model(make_batch(aux=("explanation",)))
+    build("explanation_only").train()(make_batch(aux=("explanation",)))  # not needed there
+
+
+def test_bf16_autocast_forward_and_backward() -> None:
+    model, batch = build("full"), make_batch(B=4, L=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.train()(batch)
+    assert out.binary_logits.dtype == torch.bfloat16
+    loss = sum(out.losses.values())
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert model.image_encoder.vit.patch_embed.proj.weight.grad is not None
+
+
+def test_momentum_encoders_queues_and_distillation() -> None:
+    model = build("full", momentum={"enabled": True, "queue_size": 16, "decay": 0.5})
+    assert {n for n, _ in model.momentum.named_buffers()} >= {"image_queue", "text_queue", "caption_queue"}
+    assert not any(p.requires_grad for p in model.momentum.parameters())
+    batch = make_batch(B=4, L=8)
+    out = model.train()(batch)
+    assert set(out.losses) == EXPECTED_TERMS["full"] and all(torch.isfinite(v) for v in out.losses.values())
+    assert int(model.momentum.queue_ptr) == 4
+    torch.testing.assert_close(model.momentum.image_queue[:4].norm(dim=1), torch.ones(4))
+    with torch.no_grad():  # EMA: after moving the online weights, one step moves the copy half-way
+        online = model.alignment.vision_proj.weight
+        online.add_(1.0)
+        before = model.momentum["alignment"].vision_proj.weight.clone()
+        model.momentum.update(model.momentum_pairs())
+    torch.testing.assert_close(model.momentum["alignment"].vision_proj.weight, 0.5 * before + 0.5 * online)
+
+
+def test_a_tiny_model_overfits_a_fixed_batch() -> None:
+    """40 steps (~5 s on an idle 2-core CPU) on 8 samples: real/fake and the manipulated tokens are learnt."""
+    torch.manual_seed(0)
+    model, batch = build("full", seed=1), make_batch(B=8, L=10, seed=3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    totals = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        out = model(batch)
+        total = sum(out.losses.values())
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    auc = binary_auroc(out.binary_logits.softmax(-1)[:, 1], batch["binary_label"])
+    labels, pred = batch["token_labels"], out.token_logits.argmax(-1)
+    tp = ((pred == 1) & (labels == 1)).sum()
+    f1 = 2 * tp / ((pred == 1)[labels != -100].sum() + (labels == 1).sum())
+    assert auc == 1.0 and f1 > 0.9, (auc, f1)
+    assert totals[-1] < 0.5 * totals[0]
