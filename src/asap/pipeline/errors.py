@@ -24,11 +24,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Errors raised for bad input by the package's modules (imported lazily: they may not all exist yet)."""
     types: list[type[BaseException]] = [UserError, OmegaConfBaseException, FileNotFoundError]
     for module, name in (
-        ("asap.data.errors", "DataError"),
+        ("asap.data.records", "DGM4DataError"),
         ("asap.data.aux_cache", "AuxCacheError"),
         ("asap.metrics.predictions", "PredictionFileError"),
         ("asap.models.config", "ConfigError"),
         ("asap.models.checkpoint", "CheckpointError"),
+        ("asap.auxtext.prompts", "PromptError"),
     ):
         try:
             types.append(getattr(__import__(module, fromlist=[name]), name))

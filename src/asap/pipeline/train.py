@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from asap.callbacks import BestValidationMetrics
 from asap.pipeline.common import (
     build_lit_module,
     build_loggers,
@@ -43,7 +44,7 @@ def train(cfg: DictConfig) -> float | None:
     best_val: dict[str, float] = {}
     if cfg.get("train"):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        best_val = dict(getattr(module, "best_val_metrics", {}) or {})
+        best_val = _best_validation_metrics(trainer)
     test: dict[str, float] = {}
     best_ckpt = _best_checkpoint(trainer)
     if cfg.get("test"):
@@ -76,6 +77,14 @@ def train(cfg: DictConfig) -> float | None:
         log.info("metrics written to %s", output_dir / "metrics.json")
     finish_wandb(loggers)
     return _optimized_value(cfg, best_val, test)
+
+
+def _best_validation_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The `val/*` metrics of the best epoch, as recorded by the BestValidationMetrics callback."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, BestValidationMetrics):
+            return dict(callback.best)
+    return {}
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
