@@ -17,20 +17,23 @@ from asap.utils.console import print_config_tree
 
 log = logging.getLogger(__name__)
 
-TYPE_NAMES = ("FS", "FA", "TS", "TA")
+SPLITS = ("test", "val")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate `cfg.ckpt_path` on `cfg.split`; the model and ablation come from the checkpoint, not the config."""
+    from asap.inference.loading import resolve_tokenizer_path
     from asap.metrics.predictions import save_predictions
     from asap.models import ASAPLitModule
+    from asap.visualize.figures import plot_f1_per_type
 
     started = time.time()
-    if cfg.split not in ("test", "val"):
-        raise UserError(f"split must be 'test' or 'val', got {cfg.split!r}")
-    module = ASAPLitModule.load_from_checkpoint_safely(cfg.ckpt_path)
+    if cfg.split not in SPLITS:
+        raise UserError(f"split must be one of {SPLITS}, got {cfg.split!r}")
+    module = ASAPLitModule.load_from_checkpoint_safely(cfg.ckpt_path)  # weights_only; CheckpointError if bad
     with open_dict(cfg):  # the data pipeline must match what the model was trained with
         cfg.model = OmegaConf.create(dict(module.hparams["model"]))
+        cfg.model.tokenizer = resolve_tokenizer_path(str(cfg.model.tokenizer), cfg.get("tokenizer"))
         cfg.ablation = OmegaConf.create(dict(module.hparams["ablation"]))
     output_dir = Path(cfg.paths.output_dir)
     print_config_tree(cfg, save_to=output_dir / "config_tree.log")
@@ -39,14 +42,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[RichProgressBar()])
     if cfg.split == "test":
-        trainer.test(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, verbose=False)
     else:
         datamodule.setup("validate")
-        trainer.test(module, dataloaders=datamodule.val_dataloader())
+        trainer.test(module, dataloaders=datamodule.val_dataloader(), verbose=False)
     metrics = metric_values(trainer.callback_metrics, prefix="test/")
 
-    save_predictions(output_dir / f"predictions_{cfg.split}.npz", **module.test_predictions)
-    plot_f1_per_type(metrics, output_dir / "f1_per_type.png", title=f"{Path(cfg.ckpt_path).name} on {cfg.split}")
+    predictions = save_predictions(output_dir / f"predictions_{cfg.split}.npz", **module.test_predictions)
+    title = f"{Path(cfg.ckpt_path).name} on {cfg.split} ({len(module.test_predictions['ids'])} samples)"
+    figure = plot_f1_per_type(metrics, output_dir / "f1_per_type.png", title=title)
     write_json(
         output_dir / "metrics.json",
         {
@@ -54,28 +58,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "checkpoint": str(cfg.ckpt_path),
             "split": cfg.split,
             cfg.split: metrics,
+            "num_samples": len(module.test_predictions["ids"]),
+            "predictions": str(predictions),
+            "figure": str(figure),
+            "model": OmegaConf.to_container(cfg.model),
+            "ablation": OmegaConf.to_container(cfg.ablation),
             "overrides": hydra_overrides(),
             "wall_time_s": round(time.time() - started, 2),
         },
     )
     print_metric_summary({cfg.split: metrics})
-    log.info("metrics, predictions and f1_per_type.png written to %s", output_dir)
+    log.info("metrics.json, %s and %s written to %s", predictions.name, figure.name, output_dir)
     return metrics
-
-
-def plot_f1_per_type(metrics: dict[str, float], path: Path, title: str = "") -> None:
-    """The paper's Figure 6: F1 per manipulation type (FS, FA, TS, TA)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = [metrics.get(f"F1_{t}", float("nan")) for t in TYPE_NAMES]
-    fig, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
-    bars = ax.bar(TYPE_NAMES, values, color=["#4c72b0", "#55a868", "#c44e52", "#8172b2"])
-    ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("F1 (x100)")
-    ax.set_title(title or "F1 per manipulation type", fontsize=9)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
