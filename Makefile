@@ -39,8 +39,9 @@ lint: $(STAMP)  ## ruff
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 
-bench: $(STAMP)  ## speed and memory benchmarks (JSON under logs/bench/)
-	$(PY) benchmarks/bench_model.py $(ARGS)
+bench: $(STAMP)  ## speed, memory, FLOP use, fast paths, data loading (docs/performance.md); ARGS="--model asap_base"
+	$(PY) benchmarks/bench.py $(ARGS)
+	$(PY) benchmarks/bench_metrics.py --json logs/bench/metrics.json
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache

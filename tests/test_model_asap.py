@@ -84,19 +84,20 @@ def test_each_ablation_returns_exactly_its_terms_finite_and_reaching_every_param
 
 
 def test_switched_off_parts_are_not_computed() -> None:
-    """Rows per call (B = 4): the aux texts share one E_t pass; IED adds B rows to both multimodal encoders."""
+    """Rows per call (B = 4), texts in one E_t pass; IED adds a B-row pass (no maps) to both multimodal encoders."""
     batch = make_batch(B=4, L=8)  # carries captions and explanations in every case
     names = ["text_encoder", "text_biased_encoder", "vision_biased_encoder", "ied_head", "patch_head"]
     # ablation: rows into E_t, E_mm^t, E_mm^v, the IED head, the PMM head; explicit attention maps
     expected = {
-        "full": ([12], [8], [8], [4], [4], 1),
+        "full": ([12], [4, 4], [4, 4], [4], [4], 1),
         "baseline": ([4], [4], [4], [], [], 0),
-        "lma": ([12], [8], [8], [4], [], 0),
+        "lma": ([12], [4, 4], [4, 4], [4], [], 0),
         "caption_only": ([8], [4], [4], [], [4], 1),
         "no_ied": ([12], [4], [4], [], [4], 1),
     }
     for name, rows in expected.items():
         model = build({**conf("ablation", "full"), "ied": False} if name == "no_ied" else name)
+        model.text_passes = "one"  # all texts in one E_t pass (default "length" groups them by length)
         calls = CallLog(model, [n for n in names if getattr(model, n) is not None])
         model.train()(batch)
         assert (*(calls.rows[n] for n in names), calls.maps_asked) == rows, name

@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from asap.data.aux_text import AUX_KINDS, MISSING_POLICIES, lookup_aux_texts
 from asap.data.collate import DGM4Collator
 from asap.data.dataset import DGM4Dataset, Entry
+from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_grid
 from asap.data.records import SPLITS, DGM4DataError, load_split
 from asap.data.text import load_tokenizer
@@ -49,6 +50,8 @@ class DGM4DataModule(L.LightningDataModule):
         validate_workers: threads reading image headers at setup.
         synthetic: keyword arguments of `generate_synthetic_dgm4`; when set, the synthetic set is generated
             under `root` on first use (and regenerated when these change).
+        image_cache: folder of decoded images pre-resized to image_size, filled on first use (None: off;
+            `asap.data.image_cache`).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class DGM4DataModule(L.LightningDataModule):
         image_check: str = "header",
         validate_workers: int = 8,
         synthetic: Mapping[str, Any] | None = None,
+        image_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         _check_choice("missing_aux", missing_aux, MISSING_POLICIES)
@@ -143,6 +147,7 @@ class DGM4DataModule(L.LightningDataModule):
             max_aux_length=hp.max_aux_length,
             captions=aux["caption"],
             explanations=aux["explanation"],
+            image_cache=ImageCache(hp.image_cache, hp.image_size) if hp.image_cache else None,
         )
 
     def _validated_entries(self, split: str, path: Path, records: list[Any]) -> list[Entry]:

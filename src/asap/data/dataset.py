@@ -11,8 +11,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 from transformers import PreTrainedTokenizerBase
 
+from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_labels
 from asap.data.records import DGM4DataError, multilabel, protocol_box, record_ref
 from asap.data.text import clean_text, encode_aux, encode_text
@@ -38,6 +40,7 @@ class DGM4Dataset(Dataset):
         max_aux_length: int = 128,
         captions: Sequence[str] | None = None,
         explanations: Sequence[str] | None = None,
+        image_cache: ImageCache | None = None,
     ) -> None:
         self.entries = list(entries)
         self.root = Path(root)
@@ -49,6 +52,7 @@ class DGM4Dataset(Dataset):
         self.max_words = max_words
         self.max_text_length = max_text_length
         self.max_aux_length = max_aux_length
+        self.image_cache = image_cache  # images pre-resized to S x S on first use (asap.data.image_cache)
         self.texts = [clean_text(rec["text"], max_words) for _, rec in self.entries]
         self.captions = self._clean_aux(captions, "caption")
         self.explanations = self._clean_aux(explanations, "explanation")
@@ -72,11 +76,15 @@ class DGM4Dataset(Dataset):
     def _error(self, index: int, rec: dict[str, Any], msg: str) -> DGM4DataError:
         return DGM4DataError(f"{self.split_path}: record {record_ref(rec, index)}: {msg}")
 
-    def _load_image(self, index: int, rec: dict[str, Any]) -> Image.Image:
+    def _load_image(self, index: int, rec: dict[str, Any]) -> tuple[Image.Image, tuple[int, int]]:
+        """The RGB image (already S x S when served by the image cache) and its original (W, H)."""
         path = self.root / rec["image"]
         try:
+            if self.image_cache is not None:
+                return self.image_cache.load(path)
             with Image.open(path) as im:
-                return im.convert("RGB")
+                image = im.convert("RGB")
+            return image, image.size
         except FileNotFoundError as err:
             raise self._error(index, rec, f"image not found: {path}") from err
         except (OSError, UnidentifiedImageError, ValueError) as err:
@@ -98,9 +106,11 @@ class DGM4Dataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         index, rec = self.entries[i]
-        image = self._load_image(index, rec)
-        width, height = image.size
-        image_t, boxes = self.transform(image, self._boxes(index, rec, width, height))  # (3, S, S), (0|1, 4)
+        image, (width, height) = self._load_image(index, rec)
+        boxes = self._boxes(index, rec, width, height)
+        if image.size != (width, height):  # pre-resized by the image cache: the box follows the resize
+            boxes = F.resize(boxes, [self.image_size, self.image_size])
+        image_t, boxes = self.transform(image, boxes)  # (3, S, S), (0|1, 4)
         size = self.image_size
         if len(boxes):
             x, y, w, h = boxes[0].tolist()  # after flip + resize, in S x S pixels

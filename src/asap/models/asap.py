@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from asap.losses import (
     BBOX,
@@ -45,7 +46,7 @@ from asap.models.heads import mlp_head, patch_classifier
 from asap.models.image_encoder import build_image_encoder
 from asap.models.mgca import mean_text_to_image_attention, mgca_term
 from asap.models.momentum import MomentumModel
-from asap.models.text_biased_encoder import TextBiasedEncoder
+from asap.models.text_biased_encoder import ImageKV, TextBiasedEncoder
 from asap.models.text_encoder import bert_config, build_text_encoder
 from asap.models.vision_biased_encoder import VisionBiasedEncoder
 
@@ -118,6 +119,14 @@ class ASAPModel(nn.Module):
             part.apply(init_new_weights)
         if model.text_encoder.pretrained and load_weights:
             self.text_biased_encoder.load_bert_layers(upper_layers)
+        # benchmark-only switches (benchmarks/bench.py measures the fast paths against them; not user options):
+        # how text, caption and explanation share E_t passes: "length" (kinds of similar length share one padded
+        # pass), "one" (a single pass padded to the longest), "each" (one pass per kind); see `encode_texts`
+        self.text_passes = "length"
+        # True -> the token head reads an extra E_t + E_mm^t pass from the input ids, as HAMMER's
+        self.hammer_token_pass = False
+        # False -> the image-explanation pass of IED recomputes E_mm^t's image keys and values
+        self.share_image_kv = True
         self.momentum = None
         if model.momentum.enabled:
             queues = ["image", "text", *(kind for kind in AUX_TEXTS if getattr(ablation, kind))]
@@ -125,6 +134,16 @@ class ASAPModel(nn.Module):
             self.momentum = MomentumModel(
                 self.momentum_pairs(), queues, model.embed_dim, m.queue_size, m.decay
             )
+
+    def compile_encoders(self, **options: Any) -> None:
+        """torch.compile E_v, E_t, E_mm^v and E_mm^t in place (`model.compile`); state-dict keys unchanged."""
+        for encoder in (
+            self.image_encoder,
+            self.text_encoder,
+            self.vision_biased_encoder,
+            self.text_biased_encoder,
+        ):
+            encoder.compile(**options)
 
     def _new_parts(self) -> list[nn.Module]:
         parts = [self.text_biased_encoder, self.vision_biased_encoder, self.alignment, self.binary_head]
@@ -142,10 +161,21 @@ class ASAPModel(nn.Module):
         }
 
     # ------------------------------------------------------------------ encoders
-    def fuse(self, image_embeds: Tensor, text: EncodedText, map_layers: list[int]) -> Fused:
-        """E_mm^v (image queries) and E_mm^t (text queries) on image (B, 1+N, D) and text (B, L, D)."""
+    def fuse(
+        self,
+        image_embeds: Tensor,
+        text: EncodedText,
+        map_layers: list[int],
+        image_kv: list[ImageKV] | None = None,
+    ) -> Fused:
+        """E_mm^v (image queries) and E_mm^t (text queries) on image (B, 1+N, D) and text (B, L, D).
+
+        image_kv: E_mm^t's image keys and values when shared with another pass on the same images.
+        """
         vision = self.vision_biased_encoder(image_embeds, text.embeds, text.mask)
-        fused_text, maps = self.text_biased_encoder(text.embeds, text.mask, image_embeds, map_layers)
+        fused_text, maps = self.text_biased_encoder(
+            text.embeds, text.mask, image_embeds, map_layers, image_kv=image_kv
+        )
         return Fused(vision.patches, vision.pooled, fused_text, maps)
 
     def heads_input(self, pooled_vision: Tensor, text_cls: Tensor) -> Tensor:
@@ -172,35 +202,51 @@ class ASAPModel(nn.Module):
         """
         train = self.training if compute_losses is None else compute_losses
         a = self.ablation
-        B, L = batch["input_ids"].shape
         aux = [k for k in AUX_TEXTS if train and (getattr(a, k) or (k == "explanation" and a.ied))]
         map_layers = list(self.loss_cfg.mgca.layers) if (train and a.mgca) or return_attention else []
 
-        image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
-        texts = encode_texts(self.text_encoder, batch, aux)
-        if train and a.ied:  # the explanation rows of IED (eq. 4) share the fusion pass of the text
-            rows = _stack([texts["text"], texts["explanation"]])  # (2B, L', D)
-            fused = self.fuse(image_embeds.repeat(2, 1, 1), rows, map_layers)
-        else:
-            fused = self.fuse(image_embeds, texts["text"], map_layers)
-        out = self.predict(fused, B, L)
+        with record_function("asap.image_encoder"):
+            image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
+        with record_function("asap.text_encoder"):
+            texts = encode_texts(self.text_encoder, batch, aux, self.text_passes)
+        with record_function("asap.fuse_text"):
+            image_kv = None
+            if train and a.ied and self.share_image_kv:  # the text and explanation passes see the same image
+                image_kv = self.text_biased_encoder.image_keys_values(image_embeds)
+            fused = self.fuse(image_embeds, texts["text"], map_layers, image_kv)  # maps: MGCA layers only
+        token_text = self._hammer_token_pass(batch, image_embeds) if self.hammer_token_pass else None
+        with record_function("asap.heads"):
+            out = self.predict(fused, token_text)
         if train:
+            explained = None
+            if a.ied:  # eq. 4: image + explanation through both multimodal encoders, no maps
+                with record_function("asap.fuse_explanation"):
+                    explained = self.fuse(image_embeds, texts["explanation"], [], image_kv)
             weight = self.cfg.momentum.distill_alpha if distill_weight is None else distill_weight
-            out.losses = self.training_losses(batch, image_embeds, texts, fused, out, aux, weight)
+            out.losses = self.training_losses(batch, image_embeds, texts, fused, explained, out, aux, weight)
         return out
 
-    def predict(self, fused: Fused, B: int, L: int) -> ASAPOutput:
-        """The four DGM4 heads on the first B rows (the text rows) of `fused`."""
-        text_cls, vision = fused.text[:B, 0], fused.pooled_vision[:B]  # F_t, F_v (B, D)
+    def _hammer_token_pass(self, batch: Mapping[str, Any], image_embeds: Tensor) -> Tensor:
+        """HAMMER's token grounding input: E_t + E_mm^t run again from the ids (benchmark reference only)."""
+        with record_function("asap.hammer_token_pass"):
+            mask = batch["attention_mask"]
+            text = self.text_encoder(batch["input_ids"], mask)  # (B, L, D)
+            return self.text_biased_encoder(text, mask, image_embeds)[0]  # (B, L, D)
+
+    def predict(self, fused: Fused, token_text: Tensor | None = None) -> ASAPOutput:
+        """The four DGM4 heads on the text rows; the token head on t_tok^t of `fused` (or on `token_text`)."""
+        text_cls, vision = fused.text[:, 0], fused.pooled_vision  # F_t, F_v (B, D)
         joint = self.heads_input(vision, text_cls)  # M_it (B, D)
+        tokens = (fused.text if token_text is None else token_text)[:, 1:]  # t_tok^t (B, L-1, D)
         out = ASAPOutput(
             binary_logits=self.binary_head(joint),
             multilabel_logits=self.multilabel_head(joint),
             box_pred=self.box_head(vision).sigmoid(),
-            token_logits=self.token_head(self.token_dropout(fused.text[:B, 1:L])),  # on t_tok^t (B, L-1, D)
+            token_logits=self.token_head(self.token_dropout(tokens)),  # (B, L-1, 2)
         )
         if fused.maps:
-            out.text_to_image_attention = mean_text_to_image_attention([m.probs[:B] for m in fused.maps], L)
+            L = fused.text.shape[1]
+            out.text_to_image_attention = mean_text_to_image_attention([m.probs for m in fused.maps], L)
         return out
 
     def training_losses(
@@ -209,26 +255,36 @@ class ASAPModel(nn.Module):
         image_embeds: Tensor,
         texts: dict[str, EncodedText],
         fused: Fused,
+        explained: Fused | None,
         out: ASAPOutput,
         aux: list[str],
         weight: float,
     ) -> dict[str, Tensor]:
-        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES)."""
-        a, B = self.ablation, out.binary_logits.shape[0]
+        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES).
+
+        `fused`: the image-text pass (maps of the MGCA layers); `explained`: the image-explanation pass (IED).
+        """
+        a = self.ablation
         is_real = batch["binary_label"] == 0  # (B,) I(I, T) of eq. 2 and 5
-        momentum = self._momentum_outputs(batch, aux, weight) if self.momentum is not None else None
-        losses = self._contrastive(image_embeds[:, 0], texts, is_real, momentum)
-        if a.ied:  # eq. 4-5 on the explanation rows of the fused batch
-            ied_in = self.delta * fused.pooled_vision[B:] + fused.text[B:, 0]
-            losses[IED] = ied_loss(self.ied_head(ied_in).squeeze(-1), is_real)
+        momentum = None
+        if self.momentum is not None:
+            with record_function("asap.momentum"):
+                momentum = self._momentum_outputs(batch, aux, weight)
+        with record_function("asap.loss.contrastive"):
+            losses = self._contrastive(image_embeds[:, 0], texts, is_real, momentum)
+        if explained is not None:  # eq. 4-5
+            with record_function(f"asap.loss.{IED}"):
+                ied_in = self.delta * explained.pooled_vision + explained.text[:, 0]  # (B, D)
+                losses[IED] = ied_loss(self.ied_head(ied_in).squeeze(-1), is_real)
         if a.mgca:
-            maps = [AttentionMap(m.probs[:B], m.scores[:B]) for m in fused.maps]
-            losses[MGCA] = mgca_term(
-                maps, batch["token_labels"], batch["patch_labels"], self.loss_cfg.mgca.form
-            )
+            with record_function(f"asap.loss.{MGCA}"):
+                losses[MGCA] = mgca_term(
+                    fused.maps, batch["token_labels"], batch["patch_labels"], self.loss_cfg.mgca.form
+                )
         if a.pmm:  # eq. 12 on i_pat^v of the text rows
-            targets = pmm_targets(batch["patch_labels"], batch["has_box"], hnp=a.hnp)
-            losses[PMM] = pmm_loss(self.patch_head(fused.patches[:B]).squeeze(-1), targets)
+            with record_function(f"asap.loss.{PMM}"):
+                targets = pmm_targets(batch["patch_labels"], batch["has_box"], hnp=a.hnp)
+                losses[PMM] = pmm_loss(self.patch_head(fused.patches).squeeze(-1), targets)
         losses.update(self._dgm_losses(out, batch, momentum, weight))
         return losses
 
@@ -238,15 +294,17 @@ class ASAPModel(nn.Module):
     ) -> dict[str, Tensor]:
         """Supp. §6: binary, multi-label, box (L1 + GIoU) and token losses (distilled with `weight`)."""
         # HAMMER regresses every sample, no-box ones to the zero box (the IoU protocol scores ~0 boxes as hits)
-        l1, giou = box_loss(out.box_pred, batch["box"], None)
         soft = None if momentum is None else momentum["token_probs"]
-        return {
-            BIC: binary_loss(out.binary_logits, batch["binary_label"]),
-            MLC: multilabel_loss(out.multilabel_logits, batch["multilabel"]),
-            BBOX: l1,
-            GIOU: giou,
-            TMG: token_loss(out.token_logits, batch["token_labels"], soft, distill_weight=weight),
-        }
+        losses = {}
+        with record_function(f"asap.loss.{BIC}"):
+            losses[BIC] = binary_loss(out.binary_logits, batch["binary_label"])
+        with record_function(f"asap.loss.{MLC}"):
+            losses[MLC] = multilabel_loss(out.multilabel_logits, batch["multilabel"])
+        with record_function(f"asap.loss.{BBOX}+{GIOU}"):
+            losses[BBOX], losses[GIOU] = box_loss(out.box_pred, batch["box"], None)
+        with record_function(f"asap.loss.{TMG}"):
+            losses[TMG] = token_loss(out.token_logits, batch["token_labels"], soft, distill_weight=weight)
+        return losses
 
     def _contrastive(
         self,
@@ -309,9 +367,17 @@ class ASAPModel(nn.Module):
         return {"contrastive": contrastive, "token_probs": token_probs}
 
 
-def encode_texts(encoder: nn.Module, batch: Mapping[str, Any], kinds: list[str]) -> dict[str, EncodedText]:
-    """{"text": ..., kind: ...}: text, caption, explanation through E_t in ONE pass, padded to a common length.
+TEXT_PASSES = ("length", "one", "each")
+LENGTH_SLACK = 1.25  # "length": a kind joins a pass when its length is at most this times the pass's shortest
 
+
+def encode_texts(
+    encoder: nn.Module, batch: Mapping[str, Any], kinds: list[str], passes: str = "length"
+) -> dict[str, EncodedText]:
+    """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
+
+    passes: "length" batches the kinds of similar length into one pass (a long explanation does not make the
+    short text pay for its padding), "one" runs a single pass padded to the longest, "each" one pass per kind.
     Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not matter).
     """
     ids = {"text": (batch["input_ids"], batch["attention_mask"])}
@@ -322,19 +388,40 @@ def encode_texts(encoder: nn.Module, batch: Mapping[str, Any], kinds: list[str])
                 f"(data.load_{kind}) or switch ablation.{kind} off"
             )
         ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
+    encoded: dict[str, EncodedText] = {}
+    for group in pass_groups({k: t.shape[1] for k, (t, _) in ids.items()}, passes):
+        encoded |= _encode_padded(encoder, {k: ids[k] for k in group})
+    return {kind: encoded[kind] for kind in ids}
+
+
+def pass_groups(lengths: dict[str, int], passes: str = "length") -> list[list[str]]:
+    """The kinds that share an E_t pass: sorted by length, a new pass when one is > LENGTH_SLACK x the shortest."""
+    if passes not in TEXT_PASSES:
+        raise ValueError(f"text passes must be one of {TEXT_PASSES}, got {passes!r}")
+    if passes == "one":
+        return [list(lengths)]
+    if passes == "each":
+        return [[kind] for kind in lengths]
+    groups: list[list[str]] = []
+    for kind in sorted(lengths, key=lengths.get):
+        if groups and lengths[kind] <= LENGTH_SLACK * lengths[groups[-1][0]]:
+            groups[-1].append(kind)
+        else:
+            groups.append([kind])
+    return groups
+
+
+def _encode_padded(encoder: nn.Module, ids: dict[str, tuple[Tensor, Tensor]]) -> dict[str, EncodedText]:
+    """One E_t pass over the kinds in `ids` (each (B, L_kind)), padded to the longest, cut back per kind."""
+    if len(ids) == 1:
+        ((kind, (t, m)),) = ids.items()
+        return {kind: EncodedText(encoder(t, m), m)}  # (B, L, D)
     length = max(t.shape[1] for t, _ in ids.values())
     all_ids = torch.cat([F.pad(t, (0, length - t.shape[1])) for t, _ in ids.values()])  # (k*B, Lmax)
     all_mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in ids.values()])  # (k*B, Lmax)
     embeds = encoder(all_ids, all_mask)  # (k*B, Lmax, D)
-    B = batch["input_ids"].shape[0]
+    B = all_ids.shape[0] // len(ids)
     return {
-        kind: EncodedText(embeds[i * B : (i + 1) * B], all_mask[i * B : (i + 1) * B])
-        for i, kind in enumerate(ids)
+        kind: EncodedText(embeds[i * B : (i + 1) * B, : t.shape[1]], m)  # (B, L_kind, D)
+        for i, (kind, (t, m)) in enumerate(ids.items())
     }
-
-
-def _stack(rows: list[EncodedText]) -> EncodedText:
-    """Concatenate same-length encoded texts along the batch."""
-    if len(rows) == 1:
-        return rows[0]
-    return EncodedText(torch.cat([r.embeds for r in rows]), torch.cat([r.mask for r in rows]))

@@ -2,6 +2,8 @@
 
 Fused `scaled_dot_product_attention` by default; when the map is asked for (MGCA, visualisation) the scores and
 the softmax are computed explicitly, A = softmax(W_q x (W_k y)^T / sqrt(h)), and returned averaged over heads.
+`fused = False` on a module forces the explicit path without returning a map (benchmarks/bench.py measures
+the fused path against it; not a user option).
 """
 
 from __future__ import annotations
@@ -45,25 +47,37 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(context_dim, dim)
         self.value = nn.Linear(context_dim, dim)
         self.output = nn.Linear(dim, dim)
+        self.fused = True  # benchmark switch: False computes every attention explicitly
 
     def _heads(self, x: Tensor) -> Tensor:
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
 
+    def keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values of `context` (B, Lk, Dc), each (B, H, Lk, d): computed once when shared by passes."""
+        return self._heads(self.key(context)), self._heads(self.value(context))
+
     def forward(
-        self, x: Tensor, context: Tensor, key_mask: Tensor | None = None, return_map: bool = False
+        self,
+        x: Tensor,
+        context: Tensor | None,
+        key_mask: Tensor | None = None,
+        return_map: bool = False,
+        keys_values: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """x (B, Lq, D), context (B, Lk, Dc), key_mask (B, Lk) 1 = attend -> (B, Lq, D), map or None."""
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(context)), self._heads(self.value(context))
+        """x (B, Lq, D), context (B, Lk, Dc) or its `keys_values`, key_mask (B, Lk) 1 = attend -> (B, Lq, D), map."""
+        q = self._heads(self.query(x))  # (B, H, Lq, d)
+        k, v = keys_values if keys_values is not None else self.keys_values(context)  # (B, H, Lk, d) each
         bias = padding_bias(key_mask, q.dtype)  # (B, 1, 1, Lk) or None
         p = self.dropout if self.training else 0.0
-        if return_map:
+        attention = None
+        if return_map or not self.fused:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Lq, Lk)
             probs = (scores if bias is None else scores + bias).softmax(dim=-1)  # eq. 7
             out = F.dropout(probs, p, self.training) @ v  # (B, H, Lq, d)
-            attention = AttentionMap(probs=probs.mean(dim=1), scores=scores.mean(dim=1))  # (B, Lq, Lk)
+            if return_map:  # (B, Lq, Lk)
+                attention = AttentionMap(probs=probs.mean(dim=1), scores=scores.mean(dim=1))
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, Lq, d)
-            attention = None
         out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # (B, Lq, D)
         return self.output(out), attention

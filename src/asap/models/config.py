@@ -72,6 +72,8 @@ class ModelConfig:
     momentum: MomentumConfig = field(default_factory=MomentumConfig)
     # ALBEF_4M.pth / ALBEF.pth to start from (null: none); recorded in the run's hyper-parameters
     albef_checkpoint: str | None = None
+    # torch.compile the four encoders in place (ASAPModel.compile_encoders); weights and checkpoints unchanged
+    compile: bool = False
 
     @property
     def num_patches(self) -> int:

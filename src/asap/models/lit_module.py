@@ -66,6 +66,8 @@ class ASAPLitModule(L.LightningModule):
         )
         if load_pretrained and self.config.model.albef_checkpoint:
             load_albef_checkpoint(self.model, self.config.model.albef_checkpoint)
+        if self.config.model.compile:
+            self.model.compile_encoders()
         self.val_metrics = DGM4Metrics()
         self.test_metrics = DGM4Metrics()
         self._test_batches: list[dict[str, Tensor]] = []

@@ -2,7 +2,8 @@
 
 {t_cls^t, t_tok^t} = E_mm^t(E_t(T), E_v(I)): text tokens are the queries; each layer is BERT self-attention,
 cross-attention to the image tokens and a feed-forward block (post-norm, as BERT). The cross-attention of the
-MGCA layers can return its text->image map A (eq. 7) for the MGCA loss (eq. 9).
+MGCA layers can return its text->image map A (eq. 7) for the MGCA loss (eq. 9). The image keys and values of the
+cross-attention can be computed once and shared by several text batches on the same images (text and explanation).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
 from asap.models.attention import AttentionMap, MultiHeadAttention
+
+ImageKV = tuple[Tensor, Tensor]  # cross-attention keys and values of the image tokens, (B, H, 1+N, d) each
 
 # BERT / ALBEF layer parameter names -> FusionLayer names (prefix match)
 BERT_LAYER_KEYS = {
@@ -59,12 +62,19 @@ class FusionLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, text: Tensor, text_mask: Tensor, image: Tensor, return_map: bool = False
+        self,
+        text: Tensor,
+        text_mask: Tensor,
+        image: Tensor | None,
+        return_map: bool = False,
+        image_kv: ImageKV | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """text (B, L, D), text_mask (B, L), image (B, 1+N, Dv) -> (B, L, D), text->image map (B, L, 1+N)."""
+        """text (B, L, D), text_mask (B, L), image (B, 1+N, Dv) or its `image_kv` -> (B, L, D), map (B, L, 1+N)."""
         attended, _ = self.self_attention(text, text, key_mask=text_mask)
         x = self.self_attention_norm(text + self.dropout(attended))  # (B, L, D)
-        attended, attention = self.cross_attention(x, image, return_map=return_map)  # image has no padding
+        attended, attention = self.cross_attention(  # image has no padding
+            x, image, return_map=return_map, keys_values=image_kv
+        )
         x = self.cross_attention_norm(x + self.dropout(attended))
         return self.ffn_norm(x + self.dropout(self.ffn(x))), attention
 
@@ -76,14 +86,27 @@ class TextBiasedEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(FusionLayer(config, image_width) for _ in range(num_layers))
 
+    def image_keys_values(self, image: Tensor) -> list[ImageKV]:
+        """Per layer, the cross-attention keys and values of image (B, 1+N, Dv), to share between text batches."""
+        return [layer.cross_attention.keys_values(image) for layer in self.layers]
+
     def forward(
-        self, text: Tensor, text_mask: Tensor, image: Tensor, map_layers: Collection[int] = ()
+        self,
+        text: Tensor,
+        text_mask: Tensor,
+        image: Tensor,
+        map_layers: Collection[int] = (),
+        image_kv: list[ImageKV] | None = None,
     ) -> tuple[Tensor, list[AttentionMap]]:
-        """text (B, L, D) from E_t, image (B, 1+N, Dv) from E_v -> fused text (B, L, D), maps of `map_layers`."""
+        """text (B, L, D) from E_t, image (B, 1+N, Dv) from E_v -> fused text (B, L, D), maps of `map_layers`.
+
+        image_kv: `image_keys_values(image)`, when already computed for another text batch on the same images.
+        """
         wanted = {i % len(self.layers) for i in map_layers}
         maps = []
         for i, layer in enumerate(self.layers):
-            text, attention = layer(text, text_mask, image, return_map=i in wanted)
+            kv = None if image_kv is None else image_kv[i]
+            text, attention = layer(text, text_mask, image, return_map=i in wanted, image_kv=kv)
             if attention is not None:
                 maps.append(attention)
         return text, maps

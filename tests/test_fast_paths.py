@@ -1,0 +1,244 @@
+"""The fast paths give what the slow paths give: fused attention, one fusion pass for the token head, grouped
+text passes, bf16 autocast and torch.compile (within stated tolerances), and the pre-resized image cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from asap.data import DGM4DataModule
+from asap.data.image_cache import ImageCache, resize_image
+from asap.models.asap import ASAPOutput, encode_texts, pass_groups
+from asap.models.attention import MultiHeadAttention
+from test_model_asap import build
+from test_model_factory import conf, make_batch, micro_model
+
+OUTPUTS = ("binary_logits", "multilabel_logits", "box_pred", "token_logits")
+# bf16 keeps 8 bits of mantissa: on the micro model logits move by ~2e-3; probabilities must agree to 2e-2
+BF16_PROB_ATOL = 2e-2
+COMPILE_ATOL = 1e-4  # inductor reorders float sums; fp32 results agree to ~1e-7 here
+
+
+def probabilities(out: ASAPOutput) -> list[torch.Tensor]:
+    return [
+        out.binary_logits.float().softmax(-1),
+        out.multilabel_logits.float().sigmoid(),
+        out.box_pred.float(),
+        out.token_logits.float().softmax(-1),
+    ]
+
+
+def assert_same_outputs(a: ASAPOutput, b: ASAPOutput, atol: float = 1e-5) -> None:
+    for key in OUTPUTS:
+        torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=atol, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------- model
+def test_fused_attention_equals_the_explicit_path_in_the_whole_model() -> None:
+    model, batch = build("full").eval(), make_batch(B=4, L=10)
+    with torch.no_grad():
+        fused = model(batch, compute_losses=True)
+        for module in model.modules():
+            if isinstance(module, MultiHeadAttention):
+                module.fused = False
+        explicit = model(batch, compute_losses=True)
+    assert_same_outputs(fused, explicit)
+    for name, value in fused.losses.items():
+        torch.testing.assert_close(value, explicit.losses[name], atol=1e-5, rtol=1e-4)
+
+
+def test_token_head_reads_the_fusion_output_once_and_matches_hammers_extra_pass() -> None:
+    model, batch = build("full").eval(), make_batch(B=4, L=10)
+    calls = []
+    model.text_biased_encoder.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        once = model(batch)
+        assert len(calls) == 1
+        model.hammer_token_pass = True
+        twice = model(batch)
+    assert len(calls) == 3  # HAMMER's way: one more E_t + E_mm^t pass for the token head
+    assert_same_outputs(once, twice)
+
+
+def test_text_passes_grouped_by_length_give_the_same_encodings_and_losses() -> None:
+    assert pass_groups({"text": 26, "caption": 52, "explanation": 56}) == [["text"], ["caption", "explanation"]]
+    assert pass_groups({"text": 26, "caption": 30, "explanation": 90}) == [["text", "caption"], ["explanation"]]
+    assert pass_groups({"text": 26, "caption": 52}, "one") == [["text", "caption"]]
+    assert pass_groups({"text": 26, "caption": 52}, "each") == [["text"], ["caption"]]
+    model = build("full").eval()
+    batch = make_batch(B=4, L=8, aux_len={"caption": 9, "explanation": 20})  # groups: text+caption, explanation
+    kinds = ["caption", "explanation"]
+    with torch.no_grad():
+        encoded = {p: encode_texts(model.text_encoder, batch, kinds, p) for p in ("length", "one", "each")}
+        for kind in ["text", *kinds]:
+            reference = encoded["each"][kind]
+            for passes in ("length", "one"):
+                got = encoded[passes][kind]
+                assert got.embeds.shape == reference.embeds.shape  # each kind at its own length
+                real = reference.mask.bool()  # padding positions are masked out everywhere
+                torch.testing.assert_close(got.embeds[real], reference.embeds[real], atol=1e-5, rtol=1e-4)
+        losses = {}
+        for passes in ("length", "one", "each"):
+            model.text_passes = passes
+            losses[passes] = model(batch, compute_losses=True).losses
+    for passes in ("one", "each"):
+        for name, value in losses["length"].items():
+            torch.testing.assert_close(value, losses[passes][name], atol=1e-5, rtol=1e-4)
+
+
+def test_shared_image_keys_values_give_the_same_losses_and_gradients() -> None:
+    """IED's image-explanation pass reuses E_mm^t's image keys and values of the image-text pass."""
+    model, batch = build("full").eval(), make_batch(B=4, L=10)
+    results = []
+    for share in (True, False):
+        model.share_image_kv = share
+        model.zero_grad()
+        losses = model(batch, compute_losses=True).losses
+        sum(losses.values()).backward()
+        grad = model.text_biased_encoder.layers[0].cross_attention.key.weight.grad.clone()
+        results.append(({k: v.detach() for k, v in losses.items()}, grad))
+    (shared, shared_grad), (recomputed, recomputed_grad) = results
+    for name, value in shared.items():
+        torch.testing.assert_close(value, recomputed[name], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(shared_grad, recomputed_grad, atol=1e-6, rtol=1e-4)
+
+
+def test_bf16_autocast_eval_outputs_are_close_to_fp32() -> None:
+    model, batch = build("full").eval(), make_batch(B=6, L=10)
+    with torch.no_grad():
+        fp32 = model(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(batch)
+    for a, b in zip(probabilities(fp32), probabilities(bf16), strict=True):
+        torch.testing.assert_close(b, a, atol=BF16_PROB_ATOL, rtol=0)
+
+
+def test_compile_is_a_model_config_key(tmp_path: Path) -> None:
+    model_conf = yaml.safe_load((Path(__file__).parents[1] / "conf/model/tiny.yaml").read_text())
+    assert model_conf["compile"] is False
+    from asap.models import ASAPLitModule
+
+    module = ASAPLitModule(micro_model(compile=True), conf("loss", "default"), conf("ablation", "full"), {})
+    encoders = ("image_encoder", "text_encoder", "vision_biased_encoder", "text_biased_encoder")
+    assert all(module.model.get_submodule(n)._compiled_call_impl is not None for n in encoders)
+    eager = ASAPLitModule(micro_model(), conf("loss", "default"), conf("ablation", "full"), {})
+    assert module.state_dict().keys() == eager.state_dict().keys()  # checkpoints are interchangeable
+
+
+@pytest.mark.slow
+def test_compiled_encoders_give_the_eager_outputs() -> None:
+    """torch.compile (inductor, C++ on the CPU) of the encoders: same eval outputs within COMPILE_ATOL."""
+    eager, batch = build("full").eval(), make_batch(B=4, L=10)
+    compiled = build("full").eval()  # same seed: same weights
+    compiled.compile_encoders()
+    with torch.no_grad():
+        assert_same_outputs(eager(batch), compiled(batch), atol=COMPILE_ATOL)
+
+
+# ---------------------------------------------------------------------- image cache
+def _images(root: Path, count: int = 40) -> list[Path]:
+    return sorted(root.glob("DGM4/**/*.jpg"))[:count]
+
+
+def test_flip_and_resize_commute_exactly(synthetic_root: Path) -> None:
+    """Why the cache may resize before the train-time flip: PIL's bicubic resize commutes with the flip."""
+    for path in _images(synthetic_root):
+        image = Image.open(path).convert("RGB")
+        for size in (64, 256):
+            a = F.horizontal_flip(resize_image(image, size))
+            b = resize_image(F.horizontal_flip(image), size)
+            assert np.array_equal(np.asarray(a), np.asarray(b)), path
+
+
+def test_the_cache_serves_the_transform_resize_and_survives_reloads(synthetic_root: Path, tmp_path: Path) -> None:
+    cache = ImageCache(tmp_path, 64)
+    resize = v2.Resize((64, 64), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)  # as the protocol
+    for path in _images(synthetic_root, 10):
+        original = Image.open(path).convert("RGB")
+        for _ in range(2):  # miss, then hit
+            image, size = cache.load(path)
+            assert size == original.size
+            assert np.array_equal(np.asarray(image), np.asarray(resize(original)))
+    assert (cache.misses, cache.hits) == (10, 10)
+
+
+def test_a_changed_source_or_image_size_is_decoded_again(tmp_path: Path) -> None:
+    source = tmp_path / "a.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(source)
+    cache = ImageCache(tmp_path / "cache", 16)
+    red, _ = cache.load(source)
+    Image.new("RGB", (50, 30), (10, 10, 200)).save(source)
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a new modification time
+    blue, size = cache.load(source)
+    assert size == (50, 30) and np.asarray(blue)[..., 2].mean() > 150 > np.asarray(red)[..., 2].mean()
+    other, _ = ImageCache(tmp_path / "cache", 32).load(source)
+    assert other.size == (32, 32) and cache.misses == 2
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_the_cache_gives_the_same_samples_as_decoding(
+    split: str, synthetic_root: Path, tokenizer_dir: str, tmp_path: Path
+) -> None:
+    """Same random draws -> same tensors: flip and RandAugment act on the cached S x S image as before."""
+    common = dict(root=synthetic_root, tokenizer=tokenizer_dir, image_size=64, patch_size=8, num_workers=0)
+    plain, cached = DGM4DataModule(**common), DGM4DataModule(**common, image_cache=tmp_path / "cache")
+    datasets = []
+    for dm in (plain, cached):
+        dm.setup("fit")
+        datasets.append(dm.datasets[split])
+    for i in range(len(datasets[0])):
+        for dataset in (datasets[1], datasets[1]):  # cold, then warm
+            torch.manual_seed(i)
+            expected = datasets[0][i]
+            torch.manual_seed(i)
+            got = dataset[i]
+            for key in ("image", "box", "patch_labels"):
+                torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=0)
+            assert got["orig_size"] == expected["orig_size"] and got["has_box"] == expected["has_box"]
+    cache, images = datasets[1].image_cache, {record["image"] for _, record in datasets[1].entries}
+    assert (cache.misses, cache.hits) == (len(images), 2 * len(datasets[0]) - len(images))  # decoded once each
+
+
+def test_image_cache_is_a_data_config_key() -> None:
+    for name in ("synthetic", "dgm4"):
+        data_conf = yaml.safe_load((Path(__file__).parents[1] / f"conf/data/{name}.yaml").read_text())
+        assert data_conf["image_cache"] is None
+
+
+# ---------------------------------------------------------------------- the benchmark harness itself
+@pytest.mark.slow
+def test_the_benchmark_harness_runs_and_writes_its_json(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/bench.py end to end at a toy size (no timing asserted: the numbers are the script's job)."""
+    import json
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import bench
+
+    out = tmp_path / "bench.json"
+    argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
+            "--fast-paths", "token_pass", "bf16", "--data-root", str(synthetic_root),
+            "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert result["same_encoders"] is True
+    ratios = result["model"]["full_over_baseline"]
+    assert ratios["infer_flops"] == 1.0 and ratios["train_flops"] > 1.0  # ASAP's parts cost only in training
+    assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
+    assert set(result["fast_paths"]) == {"token_pass", "bf16"}
+    assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
+    assert {row["target"] for row in result["targets"]} >= {"full / baseline inference time"}
