@@ -229,7 +229,7 @@ def _compose(name: str, **ablation: bool) -> OmegaConf:
 
     base = {
         "paths": {"data_dir": "/tmp/unused"},
-        "model": {"tokenizer": "tok", "image_size": 64, "patch_size": 8},
+        "model": {"tokenizer": "tok", "image_size": 64, "patch_size": 8, "max_text_len": 96},
         "ablation": {"caption": False, "explanation": False, "ied": False} | ablation,
     }
     return OmegaConf.merge(base, {"data": OmegaConf.load(CONF / f"{name}.yaml")})
@@ -245,6 +245,7 @@ def test_hydra_configs_instantiate_the_datamodule(tmp_path, tokenizer_dir) -> No
     assert isinstance(dm, DGM4DataModule)
     assert dm.root == tmp_path / "synthetic" and dm.synthetic == dict(cfg.data.synthetic)
     assert (dm.hparams.image_size, dm.hparams.patch_size) == (64, 8)
+    assert dm.hparams.max_text_length == 96  # the model config decides the text length
     assert dm.hparams.load_caption is False and dm.hparams.load_explanation is True  # any(explanation, ied)
     with pytest.raises(MissingMandatoryValue, match="root"):
         instantiate(_compose("dgm4").data)
