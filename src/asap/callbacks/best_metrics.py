@@ -9,7 +9,11 @@ import torch
 
 
 class BestValidationMetrics(L.Callback):
-    """After each validation epoch, remember all `val/*` metrics when `monitor` improved."""
+    """After each validation, remember all `val/*` metrics when `monitor` improved.
+
+    Runs in `on_validation_end`: the module logs its metrics in its own `on_validation_epoch_end`, which Lightning
+    calls after the callbacks' hook of the same name, and `callback_metrics` holds them only afterwards.
+    """
 
     def __init__(self, monitor: str = "val/AUC", mode: str = "max") -> None:
         if mode not in ("max", "min"):
@@ -18,7 +22,7 @@ class BestValidationMetrics(L.Callback):
         self.best: dict[str, float] = {}
         self.best_epoch: int | None = None
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

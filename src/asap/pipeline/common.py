@@ -12,10 +12,12 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics, RNGStateCheckpoint
+from asap.pipeline.errors import UserError
 from asap.utils.console import console, metrics_table
 
 log = logging.getLogger(__name__)
@@ -27,15 +29,31 @@ def container(node: Any) -> Any:
 
 
 def build_lit_module(cfg: DictConfig) -> L.LightningModule:
-    """The ASAP LightningModule from the model, loss, ablation and optim nodes (plain containers, no `_target_`)."""
-    from asap.models import ASAPLitModule
+    """The ASAP LightningModule from the model, loss, ablation and optim nodes (plain containers, no `_target_`).
 
-    return ASAPLitModule(
-        model=container(cfg.model),
-        loss=container(cfg.loss),
-        ablation=container(cfg.ablation),
-        optim=container(cfg.optim),
-    )
+    A value of the wrong type (e.g. `loss.alpha=abc`) is a UserError naming the nodes, not a traceback.
+    """
+    from asap.models import ASAPLitModule, ConfigError
+
+    try:
+        return ASAPLitModule(
+            model=container(cfg.model),
+            loss=container(cfg.loss),
+            ablation=container(cfg.ablation),
+            optim=container(cfg.optim),
+        )
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise UserError(f"the model / loss / ablation / optim config cannot be used: {err}") from err
+
+
+def instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, with a wrong argument in the config (`+trainer.foo=1`) as a UserError."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        raise UserError(f"the {what} config cannot be used: {err.__cause__ or err}") from err
 
 
 def instantiate_callbacks(callbacks_cfg: DictConfig | None, *, monitor: str = "val/AUC") -> list[L.Callback]:
@@ -44,7 +62,7 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, *, monitor: str = "v
     for name, node in (callbacks_cfg or {}).items():
         if isinstance(node, DictConfig) and "_target_" in node:
             log.debug("callback %s <%s>", name, node._target_)
-            callbacks.append(hydra.utils.instantiate(node))
+            callbacks.append(instantiate(node, f"callbacks.{name}"))
     callbacks += [BestValidationMetrics(monitor=monitor), RNGStateCheckpoint()]
     return callbacks
 
@@ -58,9 +76,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         kwargs: dict[str, Any] = {}
         if name == "wandb" and not node.get("name"):
             kwargs["name"] = run_name_from_overrides(cfg)
-        logger = hydra.utils.instantiate(node, **kwargs)
-        if isinstance(logger, WandbLogger):
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger = instantiate(node, f"logger.{name}", **kwargs)
+        if isinstance(logger, WandbLogger):  # the config, and the group choices to group runs by on W&B
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"choices": hydra_choices()})
         loggers.append(logger)
     return loggers
 

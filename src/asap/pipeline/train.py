@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics
@@ -18,6 +18,7 @@ from asap.pipeline.common import (
     finish_wandb,
     hydra_choices,
     hydra_overrides,
+    instantiate,
     instantiate_callbacks,
     metric_values,
     print_metric_summary,
@@ -35,11 +36,13 @@ def train(cfg: DictConfig) -> float | None:
     print_config_tree(cfg, save_to=output_dir / "config_tree.log")
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule: L.LightningDataModule = instantiate(cfg.data, "data")
     module = build_lit_module(cfg)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), monitor=cfg.get("optimized_metric") or "val/AUC")
+    if cfg.get("train") and cfg.get("ckpt_path"):
+        _warn_if_resuming_elsewhere(Path(cfg.ckpt_path), callbacks)
     loggers = build_loggers(cfg)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
     best_val: dict[str, float] = {}
     if cfg.get("train"):
@@ -51,10 +54,13 @@ def train(cfg: DictConfig) -> float | None:
         ckpt = best_ckpt if cfg.get("train") else cfg.get("ckpt_path")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
         test = metric_values(trainer.callback_metrics, prefix="test/")
-        if trainer.is_global_zero and getattr(module, "test_predictions", None):
+        predictions = getattr(module, "test_predictions", None)
+        if predictions and trainer.world_size > 1 and trainer.is_global_zero:
+            test = _score_gathered(predictions)
+        if trainer.is_global_zero and predictions:
             from asap.metrics.predictions import save_predictions
 
-            save_predictions(output_dir / "predictions_test.npz", **module.test_predictions)
+            save_predictions(output_dir / "predictions_test.npz", **predictions)
 
     result = {
         "task_name": cfg.task_name,
@@ -79,6 +85,18 @@ def train(cfg: DictConfig) -> float | None:
     return _optimized_value(cfg, best_val, test)
 
 
+def _score_gathered(predictions: dict[str, Any]) -> dict[str, float]:
+    """Test metrics from the predictions gathered from every rank (one row per sample).
+
+    The metrics synchronised across ranks also count the samples the distributed sampler repeats to fill the last
+    batch; the gathered predictions hold each sample once, as the protocol scores them.
+    """
+    from asap.metrics.predictions import score_predictions
+
+    log.info("DDP: test metrics scored on the %d gathered test predictions", len(predictions["index"]))
+    return score_predictions(predictions)
+
+
 def _best_validation_metrics(trainer: L.Trainer) -> dict[str, float]:
     """The `val/*` metrics of the best epoch, as recorded by the BestValidationMetrics callback."""
     for callback in trainer.callbacks:
@@ -87,10 +105,26 @@ def _best_validation_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {}
 
 
+def _warn_if_resuming_elsewhere(ckpt_path: Path, callbacks: list[L.Callback]) -> None:
+    """Resuming into a new run folder restarts the best-checkpoint record (Lightning keeps it per folder)."""
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.dirpath:
+            if ckpt_path.resolve().parent != Path(callback.dirpath).resolve():
+                log.warning(
+                    "resuming from %s in a new run folder: the best checkpoint so far is not carried over, so the "
+                    "test uses the best epoch from now on. Resume in place for the same result as an "
+                    "uninterrupted run: hydra.run.dir=%s",
+                    ckpt_path,
+                    ckpt_path.resolve().parent.parent,
+                )
+
+
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
-    callback = trainer.checkpoint_callback
-    path = getattr(callback, "best_model_path", "") if callback else ""
-    return path or None
+    """The best file of the checkpoint callback that monitors a metric (not the one that keeps `last.ckpt`)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor and callback.best_model_path:
+            return callback.best_model_path
+    return None
 
 
 def _optimized_value(cfg: DictConfig, best_val: dict[str, Any], test: dict[str, Any]) -> float | None:

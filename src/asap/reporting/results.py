@@ -113,14 +113,26 @@ def build_results_table(sweep_dir: Path, sweep_name: str | None = None) -> Resul
     jobs = find_job_results(sweep_dir)
     sweep_name = sweep_name or next((j.get("sweep_name") for j in jobs if j.get("sweep_name")), "adhoc")
     table_no, row_map = SWEEP_TABLES.get(sweep_name, (None, {}))
+    common = _common_overrides(jobs)
     variants: dict[str, Variant] = {}
     for job in jobs:
-        key = variant_key(job.get("overrides", []))
-        variant = variants.setdefault(key, Variant(name=key, paper_row=_paper_row(key, row_map)))
+        overrides = job.get("overrides", [])
+        key = variant_key(overrides)
+        # named by what differs between the jobs (not the settings every job shares, e.g. data sizes)
+        name = variant_key([o for o in overrides if o not in common])
+        name = key if name == "default" else name
+        variant = variants.setdefault(key, Variant(name=name, paper_row=_paper_row(key, row_map)))
         variant.runs.append({k: float(v) for k, v in job.get("test", {}).items()})
         variant.seeds.append(int(job.get("seed", 0)))
     paper = load_paper_tables().get(table_no, {}) if table_no else {}
     return ResultsTable(sweep_name=sweep_name, table=table_no, variants=list(variants.values()), paper=paper)
+
+
+def _common_overrides(jobs: list[dict[str, Any]]) -> set[str]:
+    """Overrides every job of a sweep has (none when there is a single job)."""
+    if len(jobs) < 2:
+        return set()
+    return set.intersection(*(set(job.get("overrides", [])) for job in jobs))
 
 
 def _paper_row(key: str, row_map: dict[str, str]) -> str | None:
