@@ -91,3 +91,12 @@ def test_long_text_is_cut_at_max_length(tokenizer) -> None:
 def test_encode_aux_keeps_both_special_tokens(tokenizer) -> None:
     ids = encode_aux(tokenizer, "a person with red hair", max_length=5)
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id and len(ids) == 5
+
+
+def test_an_unloadable_tokenizer_names_itself_and_the_offline_choices(tmp_path, monkeypatch) -> None:
+    from asap.data.records import DGM4DataError
+    from asap.data.text import load_tokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DGM4DataError, match=r"(?s)cannot load the tokenizer .*bundled_bert_tokenizer"):
+        load_tokenizer(tmp_path / "no-such-tokenizer")

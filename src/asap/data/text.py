@@ -11,6 +11,8 @@ import re
 
 from transformers import PreTrainedTokenizerBase
 
+from asap.data.records import DGM4DataError
+
 _DELETED = re.compile(r"[,.'!?\"()*#:;~]")
 _MULTI_SPACE = re.compile(r"\s{2,}")
 IGNORE_INDEX = -100
@@ -53,7 +55,14 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A fast (Rust) tokenizer from a folder or hub name; the labels need its `word_ids()`."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    except OSError as err:  # not a local folder and the hub unreachable, or a broken folder
+        raise DGM4DataError(
+            f"cannot load the tokenizer {str(name_or_path)!r}: {err}\n"
+            "Give a local folder (model.tokenizer=/path/to/bert-base-uncased) or the bundled bert-base-uncased "
+            "vocabulary (model.tokenizer='${bundled_bert_tokenizer:}'); HF_HUB_OFFLINE=1 skips the network retries."
+        ) from err
     if not tokenizer.is_fast:
         raise ValueError(f"tokenizer {name_or_path!r} is not a fast tokenizer; token labels need word_ids()")
     return tokenizer
