@@ -46,7 +46,9 @@ TINY = [f"data.synthetic.{k}={v}" for k, v in SIZES.items()] + [
     "callbacks.rich_progress_bar=null",
     "callbacks.model_summary=null",
 ]
-BUNDLED_TOKENIZER = "model.tokenizer=${bundled_bert_tokenizer:}"  # asap_base names bert-base-uncased (a download)
+BUNDLED_TOKENIZER = (
+    "model.tokenizer=${bundled_bert_tokenizer:}"  # asap_base names bert-base-uncased (a download)
+)
 KILLED = 3  # exit status of the simulated kill
 WANDB_SAMPLES = 3
 
@@ -57,7 +59,9 @@ class InterruptAfterEpoch(L.Callback):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.current_epoch == self.epoch + 1 and batch_idx == 1:
             os._exit(KILLED)
 
@@ -81,10 +85,18 @@ def run_train(
         "WANDB_CACHE_DIR": str(workdir / "wandb_cache"),
         "WANDB_DATA_DIR": str(workdir / "wandb_data"),
         # the runs import InterruptAfterEpoch from this module
-        "PYTHONPATH": os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
+        ),
     }
     flags = [o for o in overrides if o.startswith("-")]
-    command = [sys.executable, str(TRAIN), *flags, f"paths.log_dir={workdir / 'logs'}", f"paths.data_dir={data_dir}"]
+    command = [
+        sys.executable,
+        str(TRAIN),
+        *flags,
+        f"paths.log_dir={workdir / 'logs'}",
+        f"paths.data_dir={data_dir}",
+    ]
     command += [*(TINY if tiny else []), *(o for o in overrides if o not in flags)]
     workdir.mkdir(parents=True, exist_ok=True)
     run = subprocess.run(command, capture_output=True, text=True, cwd=workdir, env=env, timeout=900)
@@ -119,7 +131,9 @@ def assert_all_metrics(values: dict[str, float]) -> None:
 
 def assert_close(a: dict[str, float], b: dict[str, float], tol: float = 1e-6) -> None:
     assert set(a) == set(b)
-    different = {k: (a[k], b[k]) for k in a if not (abs(a[k] - b[k]) <= tol or (math.isnan(a[k]) and math.isnan(b[k])))}
+    different = {
+        k: (a[k], b[k]) for k in a if not (abs(a[k] - b[k]) <= tol or (math.isnan(a[k]) and math.isnan(b[k])))
+    }
     assert not different, different
 
 
@@ -134,7 +148,9 @@ def val_rows(metrics_csv: Path) -> dict[int, dict[str, float]]:
     out = {}
     for row in csv.DictReader(metrics_csv.open()):
         if row.get("val/AUC"):
-            out[int(row["epoch"])] = {k.removeprefix("val/"): float(v) for k, v in row.items() if k.startswith("val/") and v}
+            out[int(row["epoch"])] = {
+                k.removeprefix("val/"): float(v) for k, v in row.items() if k.startswith("val/") and v
+            }
     return out
 
 
@@ -215,7 +231,9 @@ def resume_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dic
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def ddp_run(
+    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """2 gloo processes on the CPU, one tiny epoch, with W&B (rank 0 only)."""
     workdir = tmp_path_factory.mktemp("ddp")
     run = run_train(
@@ -254,7 +272,10 @@ def test_every_experiment_runs_a_fast_dev_run(experiments: Path, experiment: str
     else:  # the paper's ViT-B/16 + BERT-base at 256, built from config without weights
         assert config["model"]["image_size"] == 256 and config["model"]["image_encoder"]["embed_dim"] == 768
         assert config["model"]["text_encoder"]["bert"]["hidden_size"] == 768
-        assert config["model"]["albef_checkpoint"] is None and config["model"]["image_encoder"]["pretrained"] is None
+        assert (
+            config["model"]["albef_checkpoint"] is None
+            and config["model"]["image_encoder"]["pretrained"] is None
+        )
     baseline = experiment == "hammer_baseline"
     assert all(config["ablation"][k] != baseline for k in ("caption", "explanation", "ied", "mgca", "pmm"))
 
@@ -291,7 +312,10 @@ def test_sweep_results_table_puts_the_paper_beside_ours(alpha_sweep: Path) -> No
     from asap.reporting import load_paper_tables
 
     paper = load_paper_tables()[9]
-    ours = {read_metrics(job)["config"]["loss"]["alpha"]: read_metrics(job)["test"] for job in job_dirs(alpha_sweep)}
+    ours = {
+        read_metrics(job)["config"]["loss"]["alpha"]: read_metrics(job)["test"]
+        for job in job_dirs(alpha_sweep)
+    }
     rows = list(csv.DictReader((alpha_sweep / "results.csv").open()))
     assert [(r["source"], r["run"]) for r in rows] == [
         ("ours", "loss.alpha=0.1"),
@@ -305,13 +329,17 @@ def test_sweep_results_table_puts_the_paper_beside_ours(alpha_sweep: Path) -> No
                 assert float(row[f"{metric}_mean"]) == pytest.approx(ours[alpha][metric], abs=1e-4)
     assert float(rows[1]["AUC_mean"]) == pytest.approx(paper["alpha=0.1"]["AUC"])
     markdown = (alpha_sweep / "results.md").read_text()
-    assert "paper Table 9" in markdown and f"| paper | alpha=0.5 | {paper['alpha=0.5']['AUC']:.2f} |" in markdown
+    assert (
+        "paper Table 9" in markdown and f"| paper | alpha=0.5 | {paper['alpha=0.5']['AUC']:.2f} |" in markdown
+    )
     assert r"\begin{tabular}" in (alpha_sweep / "results.tex").read_text()
     assert (alpha_sweep / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
-def test_sweep_gives_each_job_its_own_offline_wandb_run_with_samples(alpha_sweep: Path, data_dir: Path) -> None:
+def test_sweep_gives_each_job_its_own_offline_wandb_run_with_samples(
+    alpha_sweep: Path, data_dir: Path
+) -> None:
     run_ids = set()
     for job in job_dirs(alpha_sweep):
         (run_dir,) = offline_runs(job)
@@ -324,7 +352,9 @@ def test_sweep_gives_each_job_its_own_offline_wandb_run_with_samples(alpha_sweep
         classes = [b["class_id"] for group in boxes for b in group["box_data"]]
         assert all(group["class_labels"] == {"0": "pred", "1": "true"} for group in boxes)
         assert classes.count(0) == len(records)  # a predicted box per sample
-        assert classes.count(1) == sum(bool(r["fake_image_box"]) for r in records)  # a true box where there is one
+        assert classes.count(1) == sum(
+            bool(r["fake_image_box"]) for r in records
+        )  # a true box where there is one
         captions = [p.read_text() for p in media(run_dir, "html", ".html")]
         assert len(captions) == len(records) and all(LEGEND in c for c in captions)
         for record in records:
@@ -353,9 +383,13 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(resume_runs: dict
 @pytest.mark.slow
 def test_same_seed_twice_gives_the_same_metrics(resume_runs: dict[str, Path]) -> None:
     checkpoint = torch.load(resume_runs["at_kill"], map_location="cpu", weights_only=True)
-    assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2  # the kill came after epoch 0's checkpoint
+    assert (
+        checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2
+    )  # the kill came after epoch 0's checkpoint
     assert {"python", "numpy", "torch"} <= set(checkpoint["rng_states"])
-    first_run = checkpoint["callbacks"]["BestValidationMetrics"]["best"]  # validation of epoch 0, first process
+    first_run = checkpoint["callbacks"]["BestValidationMetrics"][
+        "best"
+    ]  # validation of epoch 0, first process
     second_run = val_rows(latest_csv(resume_runs["full"]))[0]  # the same, the uninterrupted process
     assert_all_metrics(first_run)
     assert_close(first_run, second_run)
@@ -374,7 +408,9 @@ def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(ddp_run: tuple[Path
     assert result["config"]["trainer"]["strategy"] == "ddp" and result["config"]["trainer"]["devices"] == 2
     assert_all_metrics(result["test"])
     predictions = load_predictions(run_dir / "predictions_test.npz")
-    assert sorted(predictions["index"].tolist()) == list(range(NUM_TEST))  # one row per sample, padding dropped
+    assert sorted(predictions["index"].tolist()) == list(
+        range(NUM_TEST)
+    )  # one row per sample, padding dropped
     assert len(set(predictions["ids"].tolist())) == NUM_TEST
     # the reported metrics count each test sample once (not the sampler's padding), as the prediction file does
     from asap.metrics.predictions import score_predictions
@@ -383,7 +419,9 @@ def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(ddp_run: tuple[Path
 
 
 @pytest.mark.slow
-def test_under_ddp_wandb_samples_are_logged_once_by_rank_zero(ddp_run: tuple[Path, Any], data_dir: Path) -> None:
+def test_under_ddp_wandb_samples_are_logged_once_by_rank_zero(
+    ddp_run: tuple[Path, Any], data_dir: Path
+) -> None:
     run_dir, _ = ddp_run
     (wandb_run,) = offline_runs(run_dir)
     assert len(media(wandb_run, "images", ".png")) == len(sampled_val_records(data_dir))
@@ -448,8 +486,12 @@ def test_denormalize_inverts_the_clip_normalisation() -> None:
 def test_wandb_samples_callback_is_a_no_op_without_wandb(tmp_path: Path) -> None:
     callback = WandbValidationSamples(num_samples=2)
     for loggers in (False, CSVLogger(tmp_path)):
-        trainer = L.Trainer(logger=loggers, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False)
-        callback.on_validation_end(trainer, pl_module=None)  # would need the module and a val loader if it logged
+        trainer = L.Trainer(
+            logger=loggers, accelerator="cpu", enable_progress_bar=False, enable_model_summary=False
+        )
+        callback.on_validation_end(
+            trainer, pl_module=None
+        )  # would need the module and a val loader if it logged
     with pytest.raises(ValueError, match="num_samples"):
         WandbValidationSamples(num_samples=0)
 
@@ -461,5 +503,31 @@ def test_a_wrong_argument_in_a_config_node_is_a_user_error() -> None:
     from asap.pipeline.errors import UserError
 
     node = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", "max_epochs": 1, "max_epoch": 2})
-    with pytest.raises(UserError, match=r"the trainer config cannot be used: .*unexpected keyword argument 'max_epoch'"):
+    with pytest.raises(
+        UserError, match=r"the trainer config cannot be used: .*unexpected keyword argument 'max_epoch'"
+    ):
         instantiate(node, "trainer")
+
+
+def test_logger_none_runs_without_the_learning_rate_monitor(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from asap.pipeline.common import build_loggers, drop_callbacks_needing_a_logger, instantiate_callbacks
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "logger=none",
+                f"paths.log_dir={tmp_path}",
+                f"paths.data_dir={tmp_path}",
+                f"paths.output_dir={tmp_path}",
+            ],
+        )
+    loggers = build_loggers(cfg)
+    callbacks = instantiate_callbacks(cfg.callbacks)
+    assert loggers == [] and any(isinstance(c, LearningRateMonitor) for c in callbacks)
+    kept = drop_callbacks_needing_a_logger(callbacks, loggers)
+    assert not any(isinstance(c, LearningRateMonitor) for c in kept) and len(kept) == len(callbacks) - 1
+    assert drop_callbacks_needing_a_logger(callbacks, [object()]) == callbacks  # type: ignore[list-item]

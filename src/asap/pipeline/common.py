@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -65,6 +66,16 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, *, monitor: str = "v
             callbacks.append(instantiate(node, f"callbacks.{name}"))
     callbacks += [BestValidationMetrics(monitor=monitor), RNGStateCheckpoint()]
     return callbacks
+
+
+def drop_callbacks_needing_a_logger(callbacks: list[L.Callback], loggers: list[Logger]) -> list[L.Callback]:
+    """With `logger=none`, the learning-rate monitor has nowhere to write (Lightning would refuse to start)."""
+    if loggers:
+        return callbacks
+    dropped = [c for c in callbacks if isinstance(c, LearningRateMonitor)]
+    if dropped:
+        log.info("no logger configured: the learning-rate monitor is off")
+    return [c for c in callbacks if c not in dropped]
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:

@@ -15,6 +15,7 @@ from asap.callbacks import BestValidationMetrics
 from asap.pipeline.common import (
     build_lit_module,
     build_loggers,
+    drop_callbacks_needing_a_logger,
     finish_wandb,
     hydra_choices,
     hydra_overrides,
@@ -42,6 +43,7 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("train") and cfg.get("ckpt_path"):
         _warn_if_resuming_elsewhere(Path(cfg.ckpt_path), callbacks)
     loggers = build_loggers(cfg)
+    callbacks = drop_callbacks_needing_a_logger(callbacks, loggers)
     trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
 
     best_val: dict[str, float] = {}
