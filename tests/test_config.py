@@ -39,6 +39,8 @@ def test_paper_experiment_is_the_paper_setting() -> None:
     cfg = _compose(["experiment=asap_full", "data.root=/tmp/dgm4"])
     assert cfg.model.image_size == 256 and cfg.model.patch_size == 16
     assert cfg.loss.alpha == pytest.approx(0.1) and cfg.loss.lambda_ == pytest.approx(0.01)
+    assert cfg.loss.bbox == pytest.approx(0.1) and cfg.loss.giou == pytest.approx(0.1)  # HAMMER's weights
+    assert cfg.model.image_encoder.stem == "patch" and cfg.model.image_encoder.pos_embed_init == "random"
     assert cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 50
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.warmup_steps == 1000

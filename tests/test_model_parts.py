@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from transformers import BertConfig, BertModel
 
 from asap.models.attention import MultiHeadAttention
 from asap.models.config import ASAPConfig, ConfigError, ImageEncoderConfig, TextEncoderConfig
-from asap.models.image_encoder import build_image_encoder
+from asap.models.image_encoder import build_image_encoder, sincos_pos_embed
 from asap.models.text_biased_encoder import TextBiasedEncoder
 from asap.models.text_encoder import build_text_encoder
 from test_model_factory import conf, micro_model
@@ -98,6 +99,29 @@ def test_vit_from_config_and_from_a_local_file_at_another_resolution(tmp_path) -
         build_image_encoder(cfg, image_size=32, patch_size=16)
 
 
+def test_conv_stem_and_sincos_positions_of_the_from_scratch_vit(tmp_path) -> None:  # noqa: ANN001
+    cfg = ImageEncoderConfig(embed_dim=32, depth=1, num_heads=2, stem="conv", pos_embed_init="sincos")
+    encoder = build_image_encoder(cfg, image_size=32, patch_size=8)
+    stem = encoder.vit.patch_embed.proj
+    assert [type(m).__name__ for m in stem][:3] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert sum(isinstance(m, nn.Conv2d) and m.stride == (2, 2) for m in stem) == 3  # 2**3 = patch size 8
+    assert encoder(torch.randn(2, 3, 32, 32)).shape == (2, 1 + 16, 32)
+    image = torch.randn(2, 3, 32, 32, requires_grad=True)
+    encoder.eval()  # batch statistics in training would tie every pixel to every patch
+    encoder.vit.patch_embed(image)[:, 0].sum().backward()  # patch (0, 0): a local receptive field
+    reach = image.grad.abs().sum(dim=(0, 1))  # (32, 32)
+    assert reach[:8, :8].sum() > 0 and reach[16:, :].sum() == 0 and reach[:, 16:].sum() == 0
+    expected = sincos_pos_embed((4, 4), 32)
+    torch.testing.assert_close(encoder.vit.pos_embed.detach(), expected)
+    assert expected[0, 0].abs().sum() == 0 and expected[0, 1:].std() > 0.3  # class token 0; patches spread
+    # loaded weights replace the initial positions
+    trained = {k: v + 1.0 if k == "pos_embed" else v for k, v in encoder.vit.state_dict().items()}
+    torch.save(trained, tmp_path / "vit.pth")
+    cfg.pretrained = str(tmp_path / "vit.pth")
+    loaded = build_image_encoder(cfg, image_size=32, patch_size=8)
+    torch.testing.assert_close(loaded.vit.pos_embed.detach(), expected + 1.0)
+
+
 def _config(model: dict | None = None, loss: dict | None = None, ablation: dict | None = None) -> ASAPConfig:
     return ASAPConfig.from_plain(
         model or micro_model(), loss or conf("loss", "default"), ablation or conf("ablation", "full"), {}
@@ -127,6 +151,9 @@ def test_configs_of_the_repository_validate() -> None:
         ("model", {"momentum": {"enabled": "yes"}}, "model.momentum.enabled` must be bool"),
         ("ablation", {"modality": "audio"}, "ablation.modality must be one of"),
         ("ablation", {"captions": True}, r"unknown key\(s\) \['captions'\] in `ablation`"),
+        ("model", {"image_encoder": {"stem": "resnet"}}, "image_encoder.stem must be one of"),
+        ("model", {"image_encoder": {"pos_embed_init": "zeros"}}, "pos_embed_init one of"),
+        ("model", {"patch_size": 12, "image_size": 48, "image_encoder": {"stem": "conv"}}, "power-of-two"),
         ("loss", {"mgca": {"form": "other"}}, "loss.mgca.form must be one of"),
         ("loss", {"mgca": {"layers": [5]}}, "is not one of the 2 fusion layers"),
         ("loss", {"betta": 1.0}, r"unknown key\(s\) \['betta'\] in `loss`"),

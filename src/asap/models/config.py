@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 MODALITIES = ("both", "text", "image")
 MGCA_FORMS = ("paper", "official")
+IMAGE_STEMS = ("patch", "conv")
+POS_EMBED_INITS = ("random", "sincos")
 
 
 class ConfigError(ValueError):
@@ -34,6 +36,12 @@ class ImageEncoderConfig:
     drop_path_rate: float = 0.0
     # null: random init (no download); "hub": timm's weights for `name`; otherwise a local weight file
     pretrained: str | None = None
+    # patch: ViT's linear patch embedding (pretrained ViTs) | conv: stride-2 3x3 conv-BN-ReLU stages down to the
+    # patch size, then a 1x1 projection (ViT-C, Xiao et al. 2021: trains from scratch far faster on small data)
+    stem: str = "patch"
+    # initial position embedding of a randomly initialised encoder: random (timm's, std 0.02) | sincos (2-D
+    # sin-cos values, then learnt; MAE); loaded weights (pretrained, ALBEF, a checkpoint) replace it
+    pos_embed_init: str = "random"
 
 
 @dataclass
@@ -218,6 +226,16 @@ class ASAPConfig:
         m, a = self.model, self.ablation
         if a.modality not in MODALITIES:
             raise ConfigError(f"ablation.modality must be one of {MODALITIES}, got {a.modality!r}")
+        v = m.image_encoder
+        if v.stem not in IMAGE_STEMS or v.pos_embed_init not in POS_EMBED_INITS:
+            raise ConfigError(
+                f"model.image_encoder.stem must be one of {IMAGE_STEMS} (got {v.stem!r}) and pos_embed_init one of "
+                f"{POS_EMBED_INITS} (got {v.pos_embed_init!r})"
+            )
+        if v.stem == "conv" and m.patch_size & (m.patch_size - 1):
+            raise ConfigError(
+                f"model.image_encoder.stem=conv needs a power-of-two patch_size, got {m.patch_size}"
+            )
         if self.loss.mgca.form not in MGCA_FORMS:
             raise ConfigError(f"loss.mgca.form must be one of {MGCA_FORMS}, got {self.loss.mgca.form!r}")
         if m.image_size % m.patch_size:

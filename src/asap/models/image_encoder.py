@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import timm
 import torch
-from timm.layers import resample_abs_pos_embed
+from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed
 from torch import Tensor, nn
 
 from asap.models.config import ConfigError, ImageEncoderConfig
@@ -24,10 +25,39 @@ class ImageEncoder(nn.Module):
         return self.vit.forward_features(image)  # (B, 1+N, D), final norm applied
 
 
+class ConvStemPatchEmbed(PatchEmbed):
+    """ViT-C's convolutional stem (Xiao et al. 2021) as a timm `embed_layer`: (B, 3, H, W) -> (B, N, D).
+
+    log2(patch_size) stride-2 3x3 conv-BN-ReLU stages (widths doubling from 24, capped at D), then a 1x1 conv to
+    D: the same patch grid as the linear patch embedding, with an inductive bias that trains from scratch fast.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        patch, dim = self.patch_size[0], self.proj.out_channels
+        if self.patch_size[0] != self.patch_size[1] or patch & (patch - 1):
+            raise ConfigError(f"the conv stem needs a square power-of-two patch size, got {self.patch_size}")
+        widths = [self.proj.in_channels] + [min(dim, 24 * 2**i) for i in range(int(math.log2(patch)))]
+        stages: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            stages += [
+                nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+        self.proj = nn.Sequential(*stages, nn.Conv2d(widths[-1], dim, 1))  # (B, D, H/p, W/p)
+
+
+def sincos_pos_embed(grid_size: tuple[int, int], dim: int) -> Tensor:
+    """(1, 1+N, D) fixed 2-D sin-cos position embedding (MAE / MoCo v3), zeros for the class token."""
+    patches = build_sincos2d_pos_embed(list(grid_size), dim)  # (N, D)
+    return torch.cat([torch.zeros(1, dim), patches])[None]
+
+
 def build_image_encoder(
     cfg: ImageEncoderConfig, image_size: int, patch_size: int, load_weights: bool = True
 ) -> ImageEncoder:
-    """The timm model `cfg.name` with the given sizes; weights from the hub or a file only when asked."""
+    """The timm model `cfg.name` with the given sizes and stem; weights from the hub or a file only when asked."""
     kwargs = dict(
         img_size=image_size,
         patch_size=patch_size,
@@ -38,6 +68,8 @@ def build_image_encoder(
         num_classes=0,
         global_pool="token",
     )
+    if cfg.stem == "conv":
+        kwargs["embed_layer"] = ConvStemPatchEmbed
     pretrained = cfg.pretrained if load_weights else None
     if pretrained and pretrained != "hub":
         if not Path(pretrained).is_file():
@@ -48,6 +80,9 @@ def build_image_encoder(
         raise ConfigError(
             f"model.image_encoder.name {cfg.name!r} has no class token (i_cls); use a ViT that has one"
         )
+    if cfg.pos_embed_init == "sincos" and not pretrained:
+        with torch.no_grad():
+            vit.pos_embed.copy_(sincos_pos_embed(vit.patch_embed.grid_size, cfg.embed_dim))
     return ImageEncoder(vit)
 
 
