@@ -36,7 +36,9 @@ class ConvStemPatchEmbed(PatchEmbed):
         super().__init__(*args, **kwargs)
         patch, dim = self.patch_size[0], self.proj.out_channels
         if self.patch_size[0] != self.patch_size[1] or patch & (patch - 1):
-            raise ConfigError(f"the conv stem needs a square power-of-two patch size, got {self.patch_size}")
+            raise ConfigError(
+                f"model.image_encoder.stem=conv needs a power-of-two patch_size, got {self.patch_size}"
+            )
         widths = [self.proj.in_channels] + [min(dim, 24 * 2**i) for i in range(int(math.log2(patch)))]
         stages: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
