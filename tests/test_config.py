@@ -41,6 +41,8 @@ def test_paper_experiment_is_the_paper_setting() -> None:
     assert cfg.loss.alpha == pytest.approx(0.1) and cfg.loss.lambda_ == pytest.approx(0.01)
     assert cfg.loss.bbox == pytest.approx(0.1) and cfg.loss.giou == pytest.approx(0.1)  # HAMMER's weights
     assert cfg.model.image_encoder.stem == "patch" and cfg.model.image_encoder.pos_embed_init == "random"
+    assert cfg.model.center_contrastive is False and cfg.model.init_std == pytest.approx(0.02)  # as written
+    assert cfg.loss.lma == pytest.approx(1.0)  # eq. 6 unweighted
     assert cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 50
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.warmup_steps == 1000

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc
 
 from asap.models import ASAPModel
+from asap.models.alignment import ContrastiveProjection
+from asap.models.asap import encode_texts
 from asap.models.config import ASAPConfig, ConfigError
 from test_model_factory import ABLATIONS, conf, make_batch, micro_model
 
@@ -206,3 +209,54 @@ def test_a_tiny_model_overfits_a_fixed_batch() -> None:
     f1 = 2 * tp / ((pred == 1)[labels != -100].sum() + (labels == 1).sum())
     assert auc == 1.0 and f1 > 0.9, (auc, f1)
     assert totals[-1] < 0.5 * totals[0]
+
+
+def _mean_pairwise_cosine(unit: torch.Tensor) -> float:
+    n = unit.shape[0]
+    return float(((unit @ unit.T).sum() - n) / (n * n - n))
+
+
+def test_centring_the_contrastive_space_lifts_the_from_scratch_collapse() -> None:
+    """From scratch every text [CLS] is nearly the same vector; centring spreads them and eq. 1-3 then learn."""
+    batch = make_batch(B=8, L=10)
+    plain = build("caption_only", center_contrastive=False).eval()
+    with torch.no_grad():
+        texts = encode_texts(plain.text_encoder, batch, [])["text"].embeds[:, 0]  # (B, D)
+        assert _mean_pairwise_cosine(plain.alignment.text(texts)) > 0.999  # the collapse
+        plain.alignment.center = True
+        assert _mean_pairwise_cosine(plain.alignment.text(texts)) < 0  # zero-mean: spread over the sphere
+    final = {}
+    for center in (False, True):
+        model = build("caption_only", center_contrastive=center).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(30):
+            loss = model(batch).losses["vlc"]
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        final[center] = loss.item()
+    assert final[True] < 0.6 * final[False], final
+
+
+def test_centred_projection_is_the_unit_vector_of_the_centred_features() -> None:
+    proj = ContrastiveProjection(6, 5, 4, temperature=0.07, center=True)
+    image, text = torch.randn(3, 6), torch.randn(1, 5)
+    raw = proj.vision_proj(image)
+    torch.testing.assert_close(proj.image(image), F.normalize(raw - raw.mean(0), dim=-1))
+    single = proj.text(text)  # one sample: nothing to centre, still a unit vector
+    torch.testing.assert_close(single, F.normalize(proj.text_proj(text), dim=-1))
+
+
+def test_init_std_sets_the_scale_of_the_new_parts_and_so_of_f_v() -> None:
+    """model.init_std scales every part ASAP adds; F_v (pooled E_mm^v) grows with it, F_t (post-LayerNorm) does not."""
+    batch, norms = make_batch(B=6, L=10), {}
+    for std in (0.02, 0.08):
+        model = build("full", init_std=std).eval()
+        for layer in (model.box_head[0], model.text_biased_encoder.layers[0].cross_attention.key):
+            assert layer.weight.std().item() == pytest.approx(std, rel=0.05)
+        with torch.no_grad():
+            texts = encode_texts(model.text_encoder, batch, [])
+            fused = model.fuse(model.image_encoder(batch["image"]), texts["text"], [])
+        norms[std] = (fused.pooled_vision.norm(dim=-1).mean().item(), fused.text[:, 0].norm(dim=-1).mean().item())
+    assert norms[0.08][0] > 4 * norms[0.02][0]
+    assert norms[0.08][1] == pytest.approx(norms[0.02][1], rel=0.1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -79,10 +80,10 @@ class Fused:
     maps: list[AttentionMap]  # text->image maps of the MGCA layers, (B, L, 1+N) each
 
 
-def init_new_weights(module: nn.Module) -> None:
-    """HAMMER's init of its own (non-pretrained) parts: truncated normal 0.02 linears, unit LayerNorms."""
+def init_new_weights(module: nn.Module, std: float = 0.02) -> None:
+    """HAMMER's init of its own (non-pretrained) parts: truncated normal linears (std 0.02), unit LayerNorms."""
     if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.trunc_normal_(module.weight, std=std)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
@@ -105,7 +106,9 @@ class ASAPModel(nn.Module):
         self.text_encoder, upper_layers = build_text_encoder(model.text_encoder, load_weights)
         self.text_biased_encoder = TextBiasedEncoder(bert_config(model.text_encoder), len(upper_layers), D)
         self.vision_biased_encoder = VisionBiasedEncoder(D, model.image_encoder.num_heads)
-        self.alignment = ContrastiveProjection(D, model.text_width, model.embed_dim, model.temperature)
+        self.alignment = ContrastiveProjection(
+            D, model.text_width, model.embed_dim, model.temperature, center=model.center_contrastive
+        )
         self.binary_head = mlp_head(D, 2)
         self.multilabel_head = mlp_head(D, 4)
         self.box_head = mlp_head(D, 4)
@@ -116,7 +119,7 @@ class ASAPModel(nn.Module):
         self.ied_head = mlp_head(D, 1) if ablation.ied else None
         self.patch_head = patch_classifier(D) if ablation.pmm else None
         for part in self._new_parts():
-            part.apply(init_new_weights)
+            part.apply(partial(init_new_weights, std=model.init_std))
         if model.text_encoder.pretrained and load_weights:
             self.text_biased_encoder.load_bert_layers(upper_layers)
         # benchmark-only switches (benchmarks/bench.py measures the fast paths against them; not user options):

@@ -75,8 +75,15 @@ class ModelConfig:
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     embed_dim: int = 256  # contrastive space (eq. 1-2)
     temperature: float = 0.07  # initial learnable tau
+    # subtract the batch mean before L2-normalising the contrastive features (asap.models.alignment): lets
+    # randomly initialised encoders, whose [CLS] features start nearly identical, leave log(B); training only
+    center_contrastive: bool = False
     delta_init: float = 0.5  # learnable delta of eq. 4 and M_it
     dropout: float = 0.1  # before the token detector (HAMMER)
+    # std of the truncated-normal init of the parts ASAP adds (multimodal encoders, heads, projections): HAMMER's
+    # 0.02 is tuned for width 768; at width 128 it leaves F_v (the pooled vision-biased feature) 23x smaller than
+    # F_t in M_it = delta F_v + F_t (width 768: 7x). Width-scaled, 0.02 * sqrt(768 / D), is closer to the base.
+    init_std: float = 0.02
     momentum: MomentumConfig = field(default_factory=MomentumConfig)
     # ALBEF_4M.pth / ALBEF.pth to start from (null: none); recorded in the run's hyper-parameters
     albef_checkpoint: str | None = None
