@@ -207,8 +207,8 @@ def paste_manipulated(
     x1, y1, x2, y2 = box
     region = edited[y1:y2, x1:x2].astype(np.float32)  # (h, w, 3)
     if kind == "face_swap":  # a colour cast (per-channel gain) and grain, with a hard seam
-        gain = 1.0 + rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.06, 0.20, size=3)
-        grain = rng.normal(0.0, rng.uniform(6, 16), size=region.shape[:2] + (1,))  # the swap model's texture
+        gain = 1.0 + rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.10, 0.30, size=3)
+        grain = rng.normal(0.0, rng.uniform(8, 20), size=region.shape[:2] + (1,))  # the swap model's texture
         region, alpha = region * gain + grain, np.ones((y2 - y1, x2 - x1, 1), np.float32)
     elif kind == "face_attribute":  # GAN-like: smoothed, washed out, feathered into the photo
         blurred = Image.fromarray(region.astype(np.uint8)).filter(
