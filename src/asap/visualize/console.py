@@ -46,7 +46,7 @@ def verdict_panel(verdict: Verdict) -> Panel:
         "face box (px)",
         f"x1={x1:.0f} y1={y1:.0f} x2={x2:.0f} y2={y2:.0f}  (image {verdict.image_size[0]}x{verdict.image_size[1]})",
     )
-    table.add_row("manipulated words", ", ".join(verdict.manipulated_words) or "-")
+    table.add_row("manipulated words", " ".join(verdict.manipulated_words) or "-")
     table.add_row("caption", caption_text(verdict))
     if verdict.figure:
         table.add_row("figure", verdict.figure)
