@@ -6,8 +6,9 @@ cosine similarity s(., .); tau is learnable (HAMMER/ALBEF `temp`, init 0.07, cla
 `center=True` subtracts each batch's mean projection before normalising. Randomly initialised encoders give
 nearly the same [CLS] feature for every input (mean pairwise cosine ~0.9999 for the tiny model at init), so
 every similarity is ~1, eq. 1-2 sit at log(B) and their gradients vanish; the common part is what centring
-removes. Pretrained encoders (the paper) do not need it. The space serves only the training losses, so
-inference is unchanged either way.
+removes. Pretrained encoders (the paper) do not need it. With momentum queues each batch's keys are centred by
+their own batch's mean before they are queued. The space serves only the training losses, so inference is
+unchanged either way.
 """
 
 from __future__ import annotations

@@ -203,6 +203,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def _check_choice(where: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {choices}, got {value!r}")
+
+
 @dataclass
 class ASAPConfig:
     """Everything the LightningModule is built from."""
@@ -231,17 +236,10 @@ class ASAPConfig:
 
     def validate(self) -> None:
         m, a = self.model, self.ablation
-        if a.modality not in MODALITIES:
-            raise ConfigError(f"ablation.modality must be one of {MODALITIES}, got {a.modality!r}")
-        v = m.image_encoder
-        if v.stem not in IMAGE_STEMS:
-            raise ConfigError(f"model.image_encoder.stem must be one of {IMAGE_STEMS}, got {v.stem!r}")
-        if v.pos_embed_init not in POS_EMBED_INITS:
-            raise ConfigError(
-                f"model.image_encoder.pos_embed_init must be one of {POS_EMBED_INITS}, got {v.pos_embed_init!r}"
-            )
-        if self.loss.mgca.form not in MGCA_FORMS:
-            raise ConfigError(f"loss.mgca.form must be one of {MGCA_FORMS}, got {self.loss.mgca.form!r}")
+        _check_choice("ablation.modality", a.modality, MODALITIES)
+        _check_choice("model.image_encoder.stem", m.image_encoder.stem, IMAGE_STEMS)
+        _check_choice("model.image_encoder.pos_embed_init", m.image_encoder.pos_embed_init, POS_EMBED_INITS)
+        _check_choice("loss.mgca.form", self.loss.mgca.form, MGCA_FORMS)
         if m.image_size % m.patch_size:
             raise ConfigError(
                 f"model.image_size {m.image_size} is not a multiple of patch_size {m.patch_size}"
