@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install train test test-fast lint format bench clean help
+.PHONY: install train test test-fast lint format bench bench-base clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,10 @@ format: $(STAMP)
 bench: $(STAMP)  ## speed, memory, FLOP use, fast paths, data loading (docs/performance.md); ARGS="--model asap_base"
 	$(PY) benchmarks/bench.py $(ARGS)
 	$(PY) benchmarks/bench_metrics.py --json logs/bench/metrics.json
+
+bench-base: $(STAMP)  ## the paper's model (ViT-B/16 + BERT-base, random weights): baseline vs full on this CPU, ~4 min
+	$(PY) benchmarks/bench.py --model asap_base --batch-size 4 --sections model terms --repeats 5 --warmup 1 \
+		--threads 2 --json logs/bench/bench_asap_base.json $(ARGS)
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache

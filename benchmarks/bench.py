@@ -54,7 +54,9 @@ from asap.pipeline.common import build_lit_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("model", "terms", "fast", "data")
-FAST_PATHS = ("attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "bf16", "compile")
+FAST_PATHS = (
+    "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "bf16", "compile"
+)
 TARGETS = {"infer_ratio": 1.05, "train_ratio": 1.35, "data_over_model": 3.0}
 INFER_REPEATS = 3  # inference steps are short: time this many times more of them than training steps
 
@@ -269,6 +271,11 @@ def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]
         "image_kv": (
             "shared image K/V in IED (vs recomputed)",
             lambda: model_flag(model, "share_image_kv", False),
+            train_only,
+        ),
+        "ied_cls": (
+            "IED's last E_mm^t layer on [CLS] only (vs every token)",
+            lambda: model_flag(model, "ied_cls_only", False),
             train_only,
         ),
     }

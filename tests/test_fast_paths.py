@@ -111,6 +111,31 @@ def test_shared_image_keys_values_give_the_same_losses_and_gradients() -> None:
     torch.testing.assert_close(shared_grad, recomputed_grad, atol=1e-6, rtol=1e-4)
 
 
+def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
+    """IED reads t_cls^t alone: the [CLS]-only last layer gives the same losses and gradients as all rows."""
+    model, batch = build("full").eval(), make_batch(B=4, L=10)
+    image = model.image_encoder(batch["image"])
+    text = torch.randn(4, 7, model.text_encoder.width)
+    mask = torch.ones(4, 7, dtype=torch.long)
+    mask[1, 5:] = 0  # padding is still masked as a key
+    every_row, _ = model.text_biased_encoder(text, mask, image)
+    cls_row, _ = model.text_biased_encoder(text, mask, image, cls_only=True)
+    assert every_row.shape == (4, 7, text.shape[-1]) and cls_row.shape == (4, 1, text.shape[-1])
+    torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
+    results = []
+    for cls_only in (True, False):
+        model.ied_cls_only = cls_only
+        model.zero_grad()
+        losses = model(batch, compute_losses=True).losses
+        losses["ied"].backward()
+        grad = model.text_biased_encoder.layers[-1].ffn[0].weight.grad.clone()
+        results.append((losses["ied"].detach(), grad))
+    (cls_loss, cls_grad), (all_loss, all_grad) = results
+    torch.testing.assert_close(cls_loss, all_loss, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(cls_grad, all_grad, atol=1e-6, rtol=1e-4)
+    assert cls_grad.abs().sum() > 0
+
+
 def test_bf16_autocast_eval_outputs_are_close_to_fp32() -> None:
     model, batch = build("full").eval(), make_batch(B=6, L=10)
     with torch.no_grad():

@@ -76,7 +76,7 @@ class Fused:
 
     patches: Tensor  # (B, N, D) i_pat^v
     pooled_vision: Tensor  # (B, D) F_v
-    text: Tensor  # (B, L, D) {t_cls^t, t_tok^t}
+    text: Tensor  # (B, L, D) {t_cls^t, t_tok^t}; (B, 1, D) t_cls^t alone from a cls_only pass
     maps: list[AttentionMap]  # text->image maps of the MGCA layers, (B, L, 1+N) each
 
 
@@ -130,6 +130,8 @@ class ASAPModel(nn.Module):
         self.hammer_token_pass = False
         # False -> the image-explanation pass of IED recomputes E_mm^t's image keys and values
         self.share_image_kv = True
+        # False -> the last E_mm^t layer of IED's pass computes every explanation token, not t_cls^t alone
+        self.ied_cls_only = True
         self.momentum = None
         if model.momentum.enabled:
             queues = ["image", "text", *(kind for kind in AUX_TEXTS if getattr(ablation, kind))]
@@ -170,14 +172,16 @@ class ASAPModel(nn.Module):
         text: EncodedText,
         map_layers: list[int],
         image_kv: list[ImageKV] | None = None,
+        cls_only: bool = False,
     ) -> Fused:
         """E_mm^v (image queries) and E_mm^t (text queries) on image (B, 1+N, D) and text (B, L, D).
 
         image_kv: E_mm^t's image keys and values when shared with another pass on the same images.
+        cls_only: E_mm^t's output is t_cls^t alone, (B, 1, D) (its last layer computes only that row).
         """
         vision = self.vision_biased_encoder(image_embeds, text.embeds, text.mask)
         fused_text, maps = self.text_biased_encoder(
-            text.embeds, text.mask, image_embeds, map_layers, image_kv=image_kv
+            text.embeds, text.mask, image_embeds, map_layers, image_kv=image_kv, cls_only=cls_only
         )
         return Fused(vision.patches, vision.pooled, fused_text, maps)
 
@@ -222,9 +226,9 @@ class ASAPModel(nn.Module):
             out = self.predict(fused, token_text)
         if train:
             explained = None
-            if a.ied:  # eq. 4: image + explanation through both multimodal encoders, no maps
+            if a.ied:  # eq. 4: image + explanation through both multimodal encoders, no maps, F_t only
                 with record_function("asap.fuse_explanation"):
-                    explained = self.fuse(image_embeds, texts["explanation"], [], image_kv)
+                    explained = self.fuse(image_embeds, texts["explanation"], [], image_kv, self.ied_cls_only)
             weight = self.cfg.momentum.distill_alpha if distill_weight is None else distill_weight
             out.losses = self.training_losses(batch, image_embeds, texts, fused, explained, out, aux, weight)
         return out

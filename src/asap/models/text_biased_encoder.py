@@ -4,6 +4,7 @@
 cross-attention to the image tokens and a feed-forward block (post-norm, as BERT). The cross-attention of the
 MGCA layers can return its text->image map A (eq. 7) for the MGCA loss (eq. 9). The image keys and values of the
 cross-attention can be computed once and shared by several text batches on the same images (text and explanation).
+Where only t_cls^t is used (IED, eq. 4), the last layer computes the [CLS] row alone: the same value, less work.
 """
 
 from __future__ import annotations
@@ -68,10 +69,15 @@ class FusionLayer(nn.Module):
         image: Tensor | None,
         return_map: bool = False,
         image_kv: ImageKV | None = None,
+        queries: int | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """text (B, L, D), text_mask (B, L), image (B, 1+N, Dv) or its `image_kv` -> (B, L, D), map (B, L, 1+N)."""
-        attended, _ = self.self_attention(text, text, key_mask=text_mask)
-        x = self.self_attention_norm(text + self.dropout(attended))  # (B, L, D)
+        """text (B, L, D), text_mask (B, L), image (B, 1+N, Dv) or its `image_kv` -> (B, Q, D), map (B, Q, 1+N).
+
+        queries: compute only the first Q rows (all tokens are still keys); default all, Q = L.
+        """
+        query = text if queries is None else text[:, :queries]  # (B, Q, D)
+        attended, _ = self.self_attention(query, text, key_mask=text_mask)
+        x = self.self_attention_norm(query + self.dropout(attended))  # (B, Q, D)
         attended, attention = self.cross_attention(  # image has no padding
             x, image, return_map=return_map, keys_values=image_kv
         )
@@ -97,16 +103,20 @@ class TextBiasedEncoder(nn.Module):
         image: Tensor,
         map_layers: Collection[int] = (),
         image_kv: list[ImageKV] | None = None,
+        cls_only: bool = False,
     ) -> tuple[Tensor, list[AttentionMap]]:
         """text (B, L, D) from E_t, image (B, 1+N, Dv) from E_v -> fused text (B, L, D), maps of `map_layers`.
 
         image_kv: `image_keys_values(image)`, when already computed for another text batch on the same images.
+        cls_only: the last layer computes t_cls^t alone; the output is then (B, 1, D).
         """
         wanted = {i % len(self.layers) for i in map_layers}
+        last = len(self.layers) - 1
         maps = []
         for i, layer in enumerate(self.layers):
             kv = None if image_kv is None else image_kv[i]
-            text, attention = layer(text, text_mask, image, return_map=i in wanted, image_kv=kv)
+            queries = 1 if cls_only and i == last else None
+            text, attention = layer(text, text_mask, image, i in wanted, kv, queries)
             if attention is not None:
                 maps.append(attention)
         return text, maps
