@@ -7,13 +7,15 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from asap.data import DGM4DataError, generate_synthetic_dgm4
 from asap.data.aux_cache import AuxTextCache
 from asap.data.records import FAKE_CLASSES, REQUIRED_FIELDS, is_image_manipulated, multilabel
-from asap.data.synthetic.generate import MANIFEST, class_sequence
+from asap.data.synthetic.generate import MANIFEST, class_sequence, random_meaning, random_scene
+from asap.data.synthetic.render import paste_manipulated, render
 from asap.data.synthetic.world import CAST, EMOTION_WORDS, RARE_EMOTION_WORDS
 from asap.data.text import clean_text
 from asap.data.validate import validate_split_file
@@ -100,6 +102,33 @@ def test_boxes_are_face_boxes_of_20_to_40_percent(synthetic_root) -> None:
         assert 0.2 <= (x2 - x1) / min(width, height) <= 0.4
         # the manipulated face is one of the detected faces
         assert any(abs(m[0] - x1) <= 3 and abs(m[1] - y1) <= 3 for m in r["mtcnn_boxes"])
+
+
+def _saturation(pixels: np.ndarray) -> float:
+    """Mean distance of each pixel from its grey level."""
+    pixels = pixels.astype(np.float32)
+    return float(np.abs(pixels - pixels.mean(axis=-1, keepdims=True)).mean())
+
+
+def test_face_traces_stay_in_the_box_and_differ_in_saturation() -> None:
+    """Face swap pastes an oversaturated box, face attribute a washed-out one; nothing changes outside the box."""
+    rng = np.random.default_rng(0)
+    seen = {"face_swap": [], "face_attribute": []}
+    for _ in range(50):
+        scene = random_scene(random_meaning(rng), rng, 96, 192)
+        face = scene.faces[0]
+        original = render(scene)
+        edited = render(scene.with_face(0, expression="surprise" if face.expression != "surprise" else "smile"))
+        x1, y1, x2, y2 = face.box
+        for kind, ratios in seen.items():
+            pasted = paste_manipulated(original, edited, face.box, kind, rng)
+            outside = np.ones(original.shape[:2], bool)
+            outside[y1:y2, x1:x2] = False
+            assert np.array_equal(pasted[outside], original[outside])
+            ratios.append(_saturation(pasted[y1:y2, x1:x2]) / _saturation(edited[y1:y2, x1:x2]))
+    swap, attribute = np.array(seen["face_swap"]), np.array(seen["face_attribute"])
+    assert swap.min() > 1.0 and np.median(swap) > 1.4  # swaps more saturated than the face they show
+    assert attribute.max() < 0.8 and np.median(attribute) < 0.6  # attribute edits washed out
 
 
 def test_text_labels_mark_what_was_manipulated(synthetic_root) -> None:

@@ -32,7 +32,7 @@ from asap.data.synthetic.world import CAST, EXPRESSIONS, PLACES
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 3  # bump whenever the output changes
+GENERATOR_VERSION = 4  # bump whenever the output changes
 MANIFEST = "synthetic_manifest.json"
 SOURCES = ("guardian", "usa_today", "washington_post", "bbc")
 METHODS = {"face_swap": ("infoswap", "simswap"), "face_attribute": ("StyleCLIP", "HFGI")}

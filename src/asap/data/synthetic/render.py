@@ -2,8 +2,9 @@
 
 A face is drawn entirely inside its square box, so re-rendering a scene with one face changed differs from the
 original only inside that box. Manipulations paste the changed box back with a trace a detector can learn:
-face swap = hard-edged paste with a colour cast and grain (the blending seam); face attribute = feathered paste of a
-slightly blurred, washed-out region (a GAN-like smoothing).
+face swap = hard-edged paste of an oversaturated region with a slight colour cast and grain (a swap model's colour
+transfer and the blending seam); face attribute = feathered paste of a slightly blurred, washed-out region (a
+GAN-like smoothing). The two traces are opposite in saturation, and each is visible at 64x64.
 """
 
 from __future__ import annotations
@@ -197,6 +198,12 @@ def _desaturate(region: np.ndarray, amount: float) -> np.ndarray:
     return (1.0 - amount) * region + amount * grey
 
 
+def _saturate(region: np.ndarray, factor: float) -> np.ndarray:
+    """Scale each pixel's distance from its grey level by `factor` (> 1: more saturated)."""
+    grey = region.mean(axis=-1, keepdims=True)
+    return grey + factor * (region - grey)
+
+
 def paste_manipulated(
     original: np.ndarray, edited: np.ndarray, box: Box, kind: str, rng: np.random.Generator
 ) -> np.ndarray:
@@ -206,8 +213,9 @@ def paste_manipulated(
     """
     x1, y1, x2, y2 = box
     region = edited[y1:y2, x1:x2].astype(np.float32)  # (h, w, 3)
-    if kind == "face_swap":  # a colour cast (per-channel gain) and grain, with a hard seam
-        gain = 1.0 + rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.10, 0.30, size=3)
+    if kind == "face_swap":  # the swap model's colour transfer: oversaturated, a slight cast, grain, hard seam
+        region = _saturate(region, rng.uniform(1.6, 2.2))
+        gain = 1.0 + rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.05, 0.15, size=3)
         grain = rng.normal(0.0, rng.uniform(8, 20), size=region.shape[:2] + (1,))  # the swap model's texture
         region, alpha = region * gain + grain, np.ones((y2 - y1, x2 - x1, 1), np.float32)
     elif kind == "face_attribute":  # GAN-like: smoothed, washed out, feathered into the photo
