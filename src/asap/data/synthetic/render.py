@@ -193,13 +193,8 @@ def _feather(height: int, width: int, edge: float) -> np.ndarray:
     return np.clip((np.minimum(ys, xs) + 0.5) / edge, 0.0, 1.0)[..., None]
 
 
-def _desaturate(region: np.ndarray, amount: float) -> np.ndarray:
-    grey = region.mean(axis=-1, keepdims=True)
-    return (1.0 - amount) * region + amount * grey
-
-
-def _saturate(region: np.ndarray, factor: float) -> np.ndarray:
-    """Scale each pixel's distance from its grey level by `factor` (> 1: more saturated)."""
+def _scale_saturation(region: np.ndarray, factor: float) -> np.ndarray:
+    """Scale each pixel's distance from its grey level by `factor` (> 1: oversaturated, < 1: washed out)."""
     grey = region.mean(axis=-1, keepdims=True)
     return grey + factor * (region - grey)
 
@@ -214,7 +209,7 @@ def paste_manipulated(
     x1, y1, x2, y2 = box
     region = edited[y1:y2, x1:x2].astype(np.float32)  # (h, w, 3)
     if kind == "face_swap":  # the swap model's colour transfer: oversaturated, a slight cast, grain, hard seam
-        region = _saturate(region, rng.uniform(1.6, 2.2))
+        region = _scale_saturation(region, rng.uniform(1.6, 2.2))
         gain = 1.0 + rng.choice([-1.0, 1.0], size=3) * rng.uniform(0.05, 0.15, size=3)
         grain = rng.normal(0.0, rng.uniform(8, 20), size=region.shape[:2] + (1,))  # the swap model's texture
         region, alpha = region * gain + grain, np.ones((y2 - y1, x2 - x1, 1), np.float32)
@@ -222,7 +217,8 @@ def paste_manipulated(
         blurred = Image.fromarray(region.astype(np.uint8)).filter(
             ImageFilter.GaussianBlur(max(0.6, (x2 - x1) / 60))
         )
-        region = _desaturate(np.asarray(blurred, np.float32), rng.uniform(0.4, 0.9)) + rng.uniform(10, 40)
+        washed_out = _scale_saturation(np.asarray(blurred, np.float32), 1.0 - rng.uniform(0.4, 0.9))
+        region = washed_out + rng.uniform(10, 40)
         alpha = _feather(y2 - y1, x2 - x1, edge=max(2.0, (x2 - x1) / 10))
     else:
         raise ValueError(f"unknown image manipulation {kind!r}")
