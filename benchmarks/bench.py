@@ -255,27 +255,27 @@ def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]
         ),
         "token_pass": (
             "token head on E_mm^t (vs HAMMER's extra pass)",
-            lambda: model_flag(model, "hammer_token_pass", True),
+            lambda: model_flag(model.fast_paths, "hammer_token_pass", True),
             both,
         ),
         "text_passes": (
             "E_t passes by length (vs one per text)",
-            lambda: model_flag(model, "text_passes", "each"),
+            lambda: model_flag(model.fast_paths, "text_passes", "each"),
             train_only,
         ),
         "one_text_pass": (
             "E_t passes by length (vs one padded pass)",
-            lambda: model_flag(model, "text_passes", "one"),
+            lambda: model_flag(model.fast_paths, "text_passes", "one"),
             train_only,
         ),
         "image_kv": (
             "shared image K/V in IED (vs recomputed)",
-            lambda: model_flag(model, "share_image_kv", False),
+            lambda: model_flag(model.fast_paths, "share_image_kv", False),
             train_only,
         ),
         "ied_cls": (
             "IED's last E_mm^t layer on [CLS] only (vs every token)",
-            lambda: model_flag(model, "ied_cls_only", False),
+            lambda: model_flag(model.fast_paths, "ied_cls_only", False),
             train_only,
         ),
     }

@@ -168,14 +168,14 @@ def explicit_attention(model: nn.Module) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def model_flag(model: nn.Module, name: str, value: object) -> Iterator[None]:
-    """Set a benchmark switch of ASAPModel (`hammer_token_pass`, `text_passes`) for the block."""
-    old = getattr(model, name)
-    setattr(model, name, value)
+def model_flag(fast_paths: object, name: str, value: object) -> Iterator[None]:
+    """Set one switch of `ASAPModel.fast_paths` (`hammer_token_pass`, `text_passes`, ...) for the block."""
+    old = getattr(fast_paths, name)
+    setattr(fast_paths, name, value)
     try:
         yield
     finally:
-        setattr(model, name, old)
+        setattr(fast_paths, name, old)
 
 
 def machine_summary(device: torch.device) -> dict[str, object]:

@@ -62,7 +62,7 @@ def test_token_head_reads_the_fusion_output_once_and_matches_hammers_extra_pass(
     with torch.no_grad():
         once = model(batch)
         assert len(calls) == 1
-        model.hammer_token_pass = True
+        model.fast_paths.hammer_token_pass = True
         twice = model(batch)
     assert len(calls) == 3  # HAMMER's way: one more E_t + E_mm^t pass for the token head
     assert_same_outputs(once, twice)
@@ -87,7 +87,7 @@ def test_text_passes_grouped_by_length_give_the_same_encodings_and_losses() -> N
                 torch.testing.assert_close(got.embeds[real], reference.embeds[real], atol=1e-5, rtol=1e-4)
         losses = {}
         for passes in ("length", "one", "each"):
-            model.text_passes = passes
+            model.fast_paths.text_passes = passes
             losses[passes] = model(batch, compute_losses=True).losses
     for passes in ("one", "each"):
         for name, value in losses["length"].items():
@@ -99,7 +99,7 @@ def test_shared_image_keys_values_give_the_same_losses_and_gradients() -> None:
     model, batch = build("full").eval(), make_batch(B=4, L=10)
     results = []
     for share in (True, False):
-        model.share_image_kv = share
+        model.fast_paths.share_image_kv = share
         model.zero_grad()
         losses = model(batch, compute_losses=True).losses
         sum(losses.values()).backward()
@@ -124,7 +124,7 @@ def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
     torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
     results = []
     for cls_only in (True, False):
-        model.ied_cls_only = cls_only
+        model.fast_paths.ied_cls_only = cls_only
         model.zero_grad()
         losses = model(batch, compute_losses=True).losses
         losses["ied"].backward()
@@ -252,7 +252,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
 
     out = tmp_path / "bench.json"
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
-            "--fast-paths", "token_pass", "bf16", "--data-root", str(synthetic_root),
+            "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "bf16", "--data-root", str(synthetic_root),
             "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -264,6 +264,6 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     ratios = result["model"]["full_over_baseline"]
     assert ratios["infer_flops"] == 1.0 and ratios["train_flops"] > 1.0  # ASAP's parts cost only in training
     assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
-    assert set(result["fast_paths"]) == {"token_pass", "bf16"}
+    assert set(result["fast_paths"]) == {"token_pass", "text_passes", "image_kv", "ied_cls", "bf16"}
     assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
     assert {row["target"] for row in result["targets"]} >= {"full / baseline inference time"}

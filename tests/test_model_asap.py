@@ -100,7 +100,7 @@ def test_switched_off_parts_are_not_computed() -> None:
     }
     for name, rows in expected.items():
         model = build({**conf("ablation", "full"), "ied": False} if name == "no_ied" else name)
-        model.text_passes = "one"  # all texts in one E_t pass (default "length" groups them by length)
+        model.fast_paths.text_passes = "one"  # all texts in one E_t pass (default "length" groups them by length)
         calls = CallLog(model, [n for n in names if getattr(model, n) is not None])
         model.train()(batch)
         assert (*(calls.rows[n] for n in names), calls.maps_asked) == rows, name

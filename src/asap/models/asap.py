@@ -80,6 +80,24 @@ class Fused:
     maps: list[AttentionMap]  # text->image maps of the MGCA layers, (B, L, 1+N) each
 
 
+@dataclass(slots=True)  # a misspelt switch raises instead of being set on the side
+class FastPaths:
+    """The training fast paths, all on by default; benchmarks/bench.py switches each off to measure it.
+
+    Every setting gives the same losses and gradients (tests/test_fast_paths.py); they are not user options.
+    """
+
+    # how text, caption and explanation share E_t passes: "length" (kinds of similar length share one padded
+    # pass), "one" (a single pass padded to the longest), "each" (one pass per kind); see `encode_texts`
+    text_passes: str = "length"
+    # True -> the token head reads an extra E_t + E_mm^t pass from the input ids, as HAMMER's
+    hammer_token_pass: bool = False
+    # False -> the image-explanation pass of IED recomputes E_mm^t's image keys and values
+    share_image_kv: bool = True
+    # False -> the last E_mm^t layer of IED's pass computes every explanation token, not t_cls^t alone
+    ied_cls_only: bool = True
+
+
 def init_new_weights(module: nn.Module, std: float = 0.02) -> None:
     """HAMMER's init of its own (non-pretrained) parts: truncated normal linears (std 0.02), unit LayerNorms."""
     if isinstance(module, nn.Linear):
@@ -122,16 +140,7 @@ class ASAPModel(nn.Module):
             part.apply(partial(init_new_weights, std=model.init_std))
         if model.text_encoder.pretrained and load_weights:
             self.text_biased_encoder.load_bert_layers(upper_layers)
-        # benchmark-only switches (benchmarks/bench.py measures the fast paths against them; not user options):
-        # how text, caption and explanation share E_t passes: "length" (kinds of similar length share one padded
-        # pass), "one" (a single pass padded to the longest), "each" (one pass per kind); see `encode_texts`
-        self.text_passes = "length"
-        # True -> the token head reads an extra E_t + E_mm^t pass from the input ids, as HAMMER's
-        self.hammer_token_pass = False
-        # False -> the image-explanation pass of IED recomputes E_mm^t's image keys and values
-        self.share_image_kv = True
-        # False -> the last E_mm^t layer of IED's pass computes every explanation token, not t_cls^t alone
-        self.ied_cls_only = True
+        self.fast_paths = FastPaths()  # benchmark-only: each fast path can be switched off to measure it
         self.momentum = None
         if model.momentum.enabled:
             queues = ["image", "text", *(kind for kind in AUX_TEXTS if getattr(ablation, kind))]
@@ -215,20 +224,20 @@ class ASAPModel(nn.Module):
         with record_function("asap.image_encoder"):
             image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
         with record_function("asap.text_encoder"):
-            texts = encode_texts(self.text_encoder, batch, aux, self.text_passes)
+            texts = encode_texts(self.text_encoder, batch, aux, self.fast_paths.text_passes)
         with record_function("asap.fuse_text"):
             image_kv = None
-            if train and a.ied and self.share_image_kv:  # the text and explanation passes see the same image
+            if train and a.ied and self.fast_paths.share_image_kv:  # the text and explanation passes see the same image
                 image_kv = self.text_biased_encoder.image_keys_values(image_embeds)
             fused = self.fuse(image_embeds, texts["text"], map_layers, image_kv)  # maps: MGCA layers only
-        token_text = self._hammer_token_pass(batch, image_embeds) if self.hammer_token_pass else None
+        token_text = self._hammer_token_pass(batch, image_embeds) if self.fast_paths.hammer_token_pass else None
         with record_function("asap.heads"):
             out = self.predict(fused, token_text)
         if train:
             explained = None
             if a.ied:  # eq. 4: image + explanation through both multimodal encoders, no maps, F_t only
                 with record_function("asap.fuse_explanation"):
-                    explained = self.fuse(image_embeds, texts["explanation"], [], image_kv, self.ied_cls_only)
+                    explained = self.fuse(image_embeds, texts["explanation"], [], image_kv, self.fast_paths.ied_cls_only)
             weight = self.cfg.momentum.distill_alpha if distill_weight is None else distill_weight
             out.losses = self.training_losses(batch, image_embeds, texts, fused, explained, out, aux, weight)
         return out
