@@ -48,14 +48,15 @@ from torch import Tensor
 import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
 from asap.data.image_cache import ImageCache
 from asap.losses import LossWeights, total_loss
-from asap.models.asap import ASAPModel, ASAPOutput, pass_groups
+from asap.models.asap import ASAPModel, ASAPOutput, FastPaths, text_pass_plan
 from asap.models.optim import build_optimizer
 from asap.pipeline.common import build_lit_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("model", "terms", "fast", "data")
 FAST_PATHS = (
-    "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "bf16", "compile"
+    "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "caption_cls", "bf16",
+    "compile",
 )
 TARGETS = {"infer_ratio": 1.05, "train_ratio": 1.35, "data_over_model": 3.0}
 INFER_REPEATS = 3  # inference steps are short: time this many times more of them than training steps
@@ -92,7 +93,11 @@ def batch_summary(batch: dict[str, Any]) -> dict[str, Any]:
     return {
         "size": batch["input_ids"].shape[0],
         "tokens": lengths,
-        "text_pass_groups": pass_groups(lengths),
+        "text_pass_groups": [  # "[CLS]" marks a pass whose last layer computes the [CLS] rows only
+            group + (["[CLS]"] if cls_rows else []) for group, cls_rows in text_pass_plan(
+                lengths, cls_only=FastPaths().cls_only_texts
+            )
+        ],
         "image": list(batch["image"].shape[1:]),
     }
 
@@ -276,6 +281,11 @@ def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]
         "ied_cls": (
             "IED's last E_mm^t layer on [CLS] only (vs every token)",
             lambda: model_flag(model.fast_paths, "ied_cls_only", False),
+            train_only,
+        ),
+        "caption_cls": (
+            "E_t's last layer on the caption's [CLS] only (vs every token)",
+            lambda: model_flag(model.fast_paths, "caption_cls_only", False),
             train_only,
         ),
     }

@@ -16,7 +16,7 @@ from torchvision.transforms.v2 import functional as F
 
 from asap.data import DGM4DataModule
 from asap.data.image_cache import ImageCache, resize_image
-from asap.models.asap import ASAPOutput, encode_texts, pass_groups
+from asap.models.asap import ASAPOutput, encode_texts, pass_groups, text_pass_plan
 from asap.models.attention import MultiHeadAttention
 from test_model_asap import build
 from test_model_factory import conf, make_batch, micro_model
@@ -132,6 +132,34 @@ def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
         results.append((losses["ied"].detach(), grad))
     (cls_loss, cls_grad), (all_loss, all_grad) = results
     torch.testing.assert_close(cls_loss, all_loss, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(cls_grad, all_grad, atol=1e-6, rtol=1e-4)
+    assert cls_grad.abs().sum() > 0
+
+
+def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
+    """Eq. 1 reads c_cls alone: the [CLS]-only last E_t layer gives the same row, losses and gradients."""
+    model, batch = build("full").eval(), make_batch(B=4, L=10, aux_len={"caption": 9, "explanation": 12})
+    ids, mask = batch["caption_ids"], batch["caption_mask"].clone()
+    mask[1, 4:] = 0  # padding is still masked as a key
+    with torch.no_grad():
+        every_row = model.text_encoder(ids, mask)
+        cls_row = model.text_encoder(ids, mask, cls_only=True)
+    assert every_row.shape == (4, 9, model.text_encoder.width) and cls_row.shape == (4, 1, model.text_encoder.width)
+    torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
+    assert text_pass_plan({"text": 10, "caption": 9, "explanation": 12}, cls_only=["caption"]) == [
+        (["text", "explanation"], False), (["caption"], True)
+    ]
+    results = []
+    for cls_only in (True, False):
+        model.fast_paths.caption_cls_only = cls_only
+        model.zero_grad()
+        losses = model(batch, compute_losses=True).losses
+        sum(losses.values()).backward()
+        grad = model.text_encoder.bert.encoder.layer[-1].output.dense.weight.grad.clone()
+        results.append(({k: v.detach() for k, v in losses.items()}, grad))
+    (cls_losses, cls_grad), (all_losses, all_grad) = results
+    for name, value in cls_losses.items():
+        torch.testing.assert_close(value, all_losses[name], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(cls_grad, all_grad, atol=1e-6, rtol=1e-4)
     assert cls_grad.abs().sum() > 0
 
@@ -252,7 +280,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
 
     out = tmp_path / "bench.json"
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
-            "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "bf16", "--data-root", str(synthetic_root),
+            "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "bf16", "--data-root", str(synthetic_root),
             "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -264,6 +292,6 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     ratios = result["model"]["full_over_baseline"]
     assert ratios["infer_flops"] == 1.0 and ratios["train_flops"] > 1.0  # ASAP's parts cost only in training
     assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
-    assert set(result["fast_paths"]) == {"token_pass", "text_passes", "image_kv", "ied_cls", "bf16"}
+    assert set(result["fast_paths"]) == {"token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "bf16"}
     assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
     assert {row["target"] for row in result["targets"]} >= {"full / baseline inference time"}

@@ -8,7 +8,7 @@ task losses (supp. §6) and, as an option, ALBEF-style momentum encoders with qu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -96,6 +96,13 @@ class FastPaths:
     share_image_kv: bool = True
     # False -> the last E_mm^t layer of IED's pass computes every explanation token, not t_cls^t alone
     ied_cls_only: bool = True
+    # False -> E_t's last layer computes every caption token, not c_cls alone (eq. 1 reads only c_cls)
+    caption_cls_only: bool = True
+
+    @property
+    def cls_only_texts(self) -> tuple[str, ...]:
+        """The kinds of text whose E_t output is their [CLS] row alone."""
+        return ("caption",) if self.caption_cls_only else ()
 
 
 def init_new_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -224,7 +231,9 @@ class ASAPModel(nn.Module):
         with record_function("asap.image_encoder"):
             image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
         with record_function("asap.text_encoder"):
-            texts = encode_texts(self.text_encoder, batch, aux, self.fast_paths.text_passes)
+            texts = encode_texts(
+                self.text_encoder, batch, aux, self.fast_paths.text_passes, self.fast_paths.cls_only_texts
+            )
         with record_function("asap.fuse_text"):
             image_kv = None
             if train and a.ied and self.fast_paths.share_image_kv:  # the text and explanation passes see the same image
@@ -360,7 +369,7 @@ class ASAPModel(nn.Module):
         m.update(self.momentum_pairs())
         B, L = batch["input_ids"].shape
         image_embeds = m["image_encoder"](batch["image"])  # (B, 1+N, D)
-        texts = encode_texts(m["text_encoder"], batch, aux)
+        texts = encode_texts(m["text_encoder"], batch, aux, cls_only=self.fast_paths.cls_only_texts)
         fused_text, _ = m["text_biased_encoder"](texts["text"].embeds, texts["text"].mask, image_embeds)
         token_probs = m["token_head"](fused_text[:, 1:L]).softmax(dim=-1)  # (B, L-1, 2)
         image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
@@ -388,13 +397,19 @@ LENGTH_SLACK = 1.25  # "length": a kind joins a pass when its length is at most 
 
 
 def encode_texts(
-    encoder: nn.Module, batch: Mapping[str, Any], kinds: list[str], passes: str = "length"
+    encoder: nn.Module,
+    batch: Mapping[str, Any],
+    kinds: list[str],
+    passes: str = "length",
+    cls_only: Collection[str] = (),
 ) -> dict[str, EncodedText]:
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
     passes: "length" batches the kinds of similar length into one pass (a long explanation does not make the
     short text pay for its padding), "one" runs a single pass padded to the longest, "each" one pass per kind.
-    Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not matter).
+    cls_only: the kinds of which only the [CLS] row is read; E_t's last layer computes that row alone, (B, 1, D),
+    in passes of their own. Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not
+    matter).
     """
     ids = {"text": (batch["input_ids"], batch["attention_mask"])}
     for kind in kinds:
@@ -405,9 +420,21 @@ def encode_texts(
             )
         ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
     encoded: dict[str, EncodedText] = {}
-    for group in pass_groups({k: t.shape[1] for k, (t, _) in ids.items()}, passes):
-        encoded |= _encode_padded(encoder, {k: ids[k] for k in group})
+    for group, cls_rows in text_pass_plan({k: t.shape[1] for k, (t, _) in ids.items()}, passes, cls_only):
+        encoded |= _encode_padded(encoder, {k: ids[k] for k in group}, cls_rows)
     return {kind: encoded[kind] for kind in ids}
+
+
+def text_pass_plan(
+    lengths: dict[str, int], passes: str = "length", cls_only: Collection[str] = ()
+) -> list[tuple[list[str], bool]]:
+    """The E_t passes, (kinds, [CLS] row only?) each: `pass_groups` among the kinds read in full, then among the
+    `cls_only` kinds."""
+    plan = []
+    for cls_rows in (False, True):
+        part = {k: n for k, n in lengths.items() if (k in cls_only) == cls_rows}
+        plan += [(group, cls_rows) for group in (pass_groups(part, passes) if part else [])]
+    return plan
 
 
 def pass_groups(lengths: dict[str, int], passes: str = "length") -> list[list[str]]:
@@ -427,17 +454,22 @@ def pass_groups(lengths: dict[str, int], passes: str = "length") -> list[list[st
     return groups
 
 
-def _encode_padded(encoder: nn.Module, ids: dict[str, tuple[Tensor, Tensor]]) -> dict[str, EncodedText]:
-    """One E_t pass over the kinds in `ids` (each (B, L_kind)), padded to the longest, cut back per kind."""
+def _encode_padded(
+    encoder: nn.Module, ids: dict[str, tuple[Tensor, Tensor]], cls_only: bool = False
+) -> dict[str, EncodedText]:
+    """One E_t pass over the kinds in `ids` (each (B, L_kind)), padded to the longest, cut back per kind.
+
+    cls_only: each kind's [CLS] row alone, (B, 1, D) with mask (B, 1).
+    """
     if len(ids) == 1:
         ((kind, (t, m)),) = ids.items()
-        return {kind: EncodedText(encoder(t, m), m)}  # (B, L, D)
+        return {kind: EncodedText(encoder(t, m, cls_only), m[:, :1] if cls_only else m)}  # (B, L or 1, D)
     length = max(t.shape[1] for t, _ in ids.values())
     all_ids = torch.cat([F.pad(t, (0, length - t.shape[1])) for t, _ in ids.values()])  # (k*B, Lmax)
     all_mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in ids.values()])  # (k*B, Lmax)
-    embeds = encoder(all_ids, all_mask)  # (k*B, Lmax, D)
+    embeds = encoder(all_ids, all_mask, cls_only)  # (k*B, Lmax or 1, D)
     B = all_ids.shape[0] // len(ids)
     return {
-        kind: EncodedText(embeds[i * B : (i + 1) * B, : t.shape[1]], m)  # (B, L_kind, D)
+        kind: EncodedText(embeds[i * B : (i + 1) * B, : t.shape[1]], m[:, :1] if cls_only else m)  # (B, L_kind, D)
         for i, (kind, (t, m)) in enumerate(ids.items())
     }

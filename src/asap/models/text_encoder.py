@@ -2,12 +2,16 @@
 
 As in ALBEF/HAMMER the first `text_layers` BERT layers encode text alone; the remaining layers become the
 text-biased multimodal encoder (`asap.models.text_biased_encoder`). Text, caption and explanation share it.
+Where only the [CLS] row is read (the caption: c_cls of eq. 1), the last layer computes that row alone: the same
+value, less work (all tokens are still its keys).
 """
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import BertLayer
 
 from asap.models.config import ConfigError, TextEncoderConfig
@@ -21,8 +25,37 @@ class TextEncoder(nn.Module):
         self.bert = bert
         self.width: int = bert.config.hidden_size
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, D)
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, cls_only: bool = False) -> Tensor:
+        """ids (B, L), mask (B, L) -> (B, L, D); with cls_only the [CLS] row alone, (B, 1, D)."""
+        if not cls_only:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.bert.embeddings(input_ids=input_ids)  # (B, L, D)
+        # the mask in the form BertModel gives its layers (it depends on the attention implementation)
+        mask = create_bidirectional_mask(
+            config=self.bert.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
+        *lower, last = self.bert.encoder.layer
+        for layer in lower:
+            hidden = layer(hidden, attention_mask=mask)
+        return cls_row(last, hidden, attention_mask)  # (B, 1, D)
+
+
+def cls_row(layer: BertLayer, hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """BERT layer `layer` on hidden (B, L, D) for the [CLS] query only (every real token a key) -> (B, 1, D).
+
+    The same operations as `BertLayer.forward` (post-norm self-attention, then the feed-forward block), on one row.
+    """
+    attention = layer.attention.self
+    B, L, _ = hidden.shape
+    H, d = attention.num_attention_heads, attention.attention_head_size
+    query = attention.query(hidden[:, :1]).view(B, 1, H, d).transpose(1, 2)  # (B, H, 1, d)
+    key = attention.key(hidden).view(B, L, H, d).transpose(1, 2)  # (B, H, L, d)
+    value = attention.value(hidden).view(B, L, H, d).transpose(1, 2)
+    p = attention.dropout.p if attention.training else 0.0
+    keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L) True = attend
+    context = F.scaled_dot_product_attention(query, key, value, attn_mask=keys, dropout_p=p)  # (B, H, 1, d)
+    attended = layer.attention.output(context.transpose(1, 2).reshape(B, 1, H * d), hidden[:, :1])  # (B, 1, D)
+    return layer.output(layer.intermediate(attended), attended)
 
 
 def bert_config(cfg: TextEncoderConfig) -> BertConfig:
