@@ -29,10 +29,13 @@ CRITERIA = ("mean_iou", "iou50")
 
 
 def _score(iou: Tensor, criterion: str) -> Tensor:
-    """iou (K, M) of K candidate boxes against M targets -> (K,) the criterion (IoU50 ties broken by mean IoU)."""
+    """iou (K, M) of K candidate boxes against M targets -> (K,) the criterion.
+
+    IoU50 counts IoU > 0.5, as the metric; its ties are broken by the mean IoU, which weighs less than one pair.
+    """
     if criterion == "mean_iou":
         return iou.mean(dim=1)
-    return (iou > 0.5).float().mean(dim=1) + 1e-4 * iou.mean(dim=1)  # IoU50 counts IoU > 0.5, as the metric
+    return ((iou > 0.5).float().sum(dim=1) + iou.mean(dim=1)) / iou.shape[1]
 
 
 def best_constant_box(
@@ -41,8 +44,8 @@ def best_constant_box(
     """The box (4,) x1 y1 x2 y2 that maximises `criterion` over targets (M, 4) (same units), and its score.
 
     Coarse-to-fine grid search over the corners (the criteria are not differentiable; IoU50 is piecewise
-    constant): `steps` values per corner over [0, 1] of the targets' bounding range, then `rounds` - 1 zooms around
-    the best so far.
+    constant): `steps` values per corner between the smallest and the largest target coordinate, then `rounds` - 1
+    zooms around the best so far.
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
@@ -55,7 +58,8 @@ def best_constant_box(
         axes = [torch.linspace(float(a), float(b), steps) for a, b in zip(lo, hi, strict=True)]
         boxes = torch.cartesian_prod(*axes)  # (K, 4)
         boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-        scores = torch.cat([_score(box_iou(chunk, targets), criterion) for chunk in boxes.split(16384)])
+        chunk = max(1, 2**24 // len(targets))  # candidates per (chunk, M) IoU matrix: ~64 MB
+        scores = torch.cat([_score(box_iou(part, targets), criterion) for part in boxes.split(chunk)])
         i = int(scores.argmax())
         if float(scores[i]) > best_score:
             best, best_score = boxes[i], float(scores[i])
