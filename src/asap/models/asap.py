@@ -84,7 +84,9 @@ class Fused:
 class FastPaths:
     """The training fast paths, all on by default; benchmarks/bench.py switches each off to measure it.
 
-    Every setting gives the same losses and gradients (tests/test_fast_paths.py); they are not user options.
+    Every setting gives the same losses and gradients (tests/test_fast_paths.py, in eval mode: with dropout on, a
+    path that computes fewer rows draws fewer random masks, so a training run follows another random path). They are
+    not user options.
     """
 
     # how text, caption and explanation share E_t passes: "length" (kinds of similar length share one padded
