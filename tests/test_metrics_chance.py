@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from torchvision.ops import box_iou
 
+from asap.data.records import DGM4DataError
 from asap.metrics.chance import (
     best_constant_box,
     constant_box_scores,
@@ -16,7 +19,7 @@ from asap.metrics.chance import (
     paired_bootstrap,
     split_boxes,
 )
-from asap.metrics.predictions import save_predictions, synthetic_predictions
+from asap.metrics.predictions import load_predictions, save_predictions, synthetic_predictions
 
 
 def test_one_repeated_box_is_found_exactly_enough() -> None:
@@ -64,7 +67,8 @@ def test_split_boxes_and_the_command_on_the_synthetic_set(
         main([str(synthetic_root), "--predictions", "x.npz"])
     path = save_predictions(tmp_path / "predictions_test.npz", **synthetic_predictions(30, 8))
     assert main([str(synthetic_root), "--score", "test", "--predictions", str(path)]) == 0
-    assert "minus this box" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean_iou minus this box's" in out and "iou50 minus this box's" in out
 
 
 def test_paired_bootstrap_interval_covers_the_gain_and_excludes_zero_only_when_clear() -> None:
@@ -86,12 +90,24 @@ def test_model_vs_constant_on_a_prediction_file(tmp_path: Path) -> None:
     predictions["box_pred"] = predictions["box_target"].copy()  # the model is exact on every pair
     path = save_predictions(tmp_path / "predictions_test.npz", **predictions)
     band = torch.tensor([0.1, 0.2, 0.9, 0.5])
-    from asap.metrics.predictions import load_predictions
-
-    exact = model_vs_constant(load_predictions(path), band)
-    assert exact["mean_iou"] == pytest.approx(100.0) and exact["iou50"] == pytest.approx(100.0)
-    assert exact["low"] > 0
+    for criterion in ("mean_iou", "iou50"):  # each gain is on the criterion's own per-pair value
+        exact = model_vs_constant(load_predictions(path), band, criterion)
+        assert exact["mean_iou"] == pytest.approx(100.0) and exact["iou50"] == pytest.approx(100.0)
+        assert exact["low"] > 0
+    assert exact["gain"] == pytest.approx(100.0)  # the band is never > 0.5 IoU with these targets
     cx, cy, w, h = 0.5, 0.35, 0.8, 0.3  # the band as cx cy w h
     predictions["box_pred"][:] = [cx, cy, w, h]
     same = model_vs_constant(predictions, band)
     assert same["gain"] == pytest.approx(0.0, abs=1e-4) and same["low"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_box_outside_its_image_is_an_error_naming_the_record(synthetic_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(synthetic_root, root)
+    split = root / "DGM4/metadata/train.json"
+    records = json.loads(split.read_text())
+    index = next(i for i, r in enumerate(records) if r["fake_image_box"])
+    records[index]["fake_image_box"] = [0, 0, 10_000, 10]
+    split.write_text(json.dumps(records))
+    with pytest.raises(DGM4DataError, match=rf"train.json: record #{index} .*does not fit"):
+        split_boxes(root, "DGM4/metadata/train.json")

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase
 
 from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_labels
-from asap.data.records import DGM4DataError, multilabel, protocol_box, record_ref
+from asap.data.records import DGM4DataError, box_fits, multilabel, protocol_box, record_ref
 from asap.data.text import clean_text, encode_aux, encode_text
 
 Entry = tuple[int, dict[str, Any]]  # (position in the split file, record)
@@ -93,14 +93,10 @@ class DGM4Dataset(Dataset):
     def _boxes(self, index: int, rec: dict[str, Any], width: int, height: int) -> tv_tensors.BoundingBoxes:
         """The protocol's integer (x, y, w, h) box in original pixels, (0, 4) when there is none."""
         xywh = protocol_box(rec["fake_image_box"])
-        if xywh is not None:
-            x, y, w, h = xywh
-            if x < 0 or y < 0 or w < 1 or h < 1 or x + w > width or y + h > height:
-                raise self._error(
-                    index,
-                    rec,
-                    f"fake_image_box {rec['fake_image_box']} does not fit the {width}x{height} image",
-                )
+        if xywh is not None and not box_fits(xywh, width, height):
+            raise self._error(
+                index, rec, f"fake_image_box {rec['fake_image_box']} does not fit the {width}x{height} image"
+            )
         data = torch.tensor([xywh] if xywh else [], dtype=torch.float64).reshape(-1, 4)
         return tv_tensors.BoundingBoxes(data, format="XYWH", canvas_size=(height, width))
 

@@ -60,6 +60,12 @@ def protocol_box(box: list[float]) -> tuple[int, int, int, int] | None:
     return int(x1), int(y1), int(x2 - x1), int(y2 - y1)
 
 
+def box_fits(xywh: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether a protocol box `(x, y, w, h)` is at least 1x1 and lies inside a `width` x `height` image."""
+    x, y, w, h = xywh
+    return x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= width and y + h <= height
+
+
 def load_split(path: str | os.PathLike[str]) -> list[Any]:
     """Read one split file (a JSON list of records); a clear error when it is missing or not a list."""
     path = Path(path)

@@ -7,8 +7,9 @@ The best box depends on the criterion (mean IoU or IoU > 0.5), so each has its o
     python -m asap.metrics.chance data/synthetic          # fitted on train, scored on val and test
     python -m asap.metrics.chance data/synthetic --score test --predictions logs/smoke/runs/<time>/predictions_test.npz
 
-With --predictions (a run's saved predictions on the scored split) it also prints the model's boxed mean IoU
-minus the constant box's, with a paired bootstrap 95 % interval over the boxed pairs: is the box above chance?
+With --predictions (a run's saved predictions on the scored split) it also prints, per criterion, the model's
+score minus the constant box's, with a paired bootstrap 95 % interval over the boxed pairs: is the box above
+chance?
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ from PIL import Image
 from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
-from asap.data.records import load_split, protocol_box
+from asap.data.records import DGM4DataError, box_fits, load_split, protocol_box, record_ref
 from asap.metrics.functional import box_iou_pairs
 
 CRITERIA = ("mean_iou", "iou50")
+
+
+def per_pair(iou: Tensor, criterion: str) -> Tensor:
+    """What `criterion` averages over the pairs: the IoU itself, or 1 where IoU > 0.5 (as the metric)."""
+    return iou if criterion == "mean_iou" else (iou > 0.5).float()
 
 
 def _score(iou: Tensor, criterion: str) -> Tensor:
@@ -33,9 +39,8 @@ def _score(iou: Tensor, criterion: str) -> Tensor:
 
     IoU50 counts IoU > 0.5, as the metric; its ties are broken by the mean IoU, which weighs less than one pair.
     """
-    if criterion == "mean_iou":
-        return iou.mean(dim=1)
-    return ((iou > 0.5).float().sum(dim=1) + iou.mean(dim=1)) / iou.shape[1]
+    score = per_pair(iou, criterion).mean(dim=1)
+    return score if criterion == "mean_iou" else score + iou.mean(dim=1) / iou.shape[1]
 
 
 def best_constant_box(
@@ -72,14 +77,14 @@ def best_constant_box(
 def constant_box_scores(box: Tensor, targets: Tensor) -> dict[str, float]:
     """Mean IoU and IoU50 (percent) of one box (4,) against targets (M, 4), all x1 y1 x2 y2."""
     iou = box_iou(box[None].float(), targets.float())[0]  # (M,)
-    return {"mean_iou": 100 * float(iou.mean()), "iou50": 100 * float((iou > 0.5).float().mean())}
+    return {c: 100 * float(per_pair(iou, c).mean()) for c in CRITERIA}
 
 
 def paired_bootstrap(
-    model_iou: Tensor, constant_iou: Tensor, resamples: int = 10_000, seed: int = 0
+    model: Tensor, constant: Tensor, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Mean of model_iou - constant_iou (both (M,), one per boxed pair) and its 95 % bootstrap interval, percent."""
-    diff = (model_iou - constant_iou).double()  # (M,)
+    """Mean of model - constant (both (M,), one value per boxed pair) and its 95 % bootstrap interval, percent."""
+    diff = (model - constant).double()  # (M,)
     generator = torch.Generator().manual_seed(seed)
     chunk = max(1, 2**22 // len(diff))  # resamples drawn at once: ~4M indices
     means = torch.cat([
@@ -90,8 +95,9 @@ def paired_bootstrap(
     return 100 * float(diff.mean()), 100 * float(low), 100 * float(high)
 
 
-def model_vs_constant(predictions: dict, box: Tensor) -> dict[str, float]:
-    """A prediction file's boxed pairs: the model's mean IoU and IoU50, and its paired gain over `box` (x1 y1 x2 y2)."""
+def model_vs_constant(predictions: dict, box: Tensor, criterion: str = "mean_iou") -> dict[str, float]:
+    """A prediction file's boxed pairs: the model's mean IoU and IoU50, and its paired gain over `box` (x1 y1 x2 y2)
+    on `criterion`."""
     target = torch.as_tensor(predictions["box_target"]).float()  # (B, 4) cx cy w h; no box = zeros
     boxed = target.abs().sum(dim=1) > 0  # (B,)
     if not boxed.any():
@@ -99,10 +105,10 @@ def model_vs_constant(predictions: dict, box: Tensor) -> dict[str, float]:
     pred = torch.as_tensor(predictions["box_pred"]).float()[boxed]  # (M, 4)
     model_iou = box_iou_pairs(pred, target[boxed])  # (M,)
     constant = box_convert(box.float(), "xyxy", "cxcywh")[None].expand_as(pred)
-    gain, low, high = paired_bootstrap(model_iou, box_iou_pairs(constant, target[boxed]))
+    constant_iou = box_iou_pairs(constant, target[boxed])  # (M,)
+    gain, low, high = paired_bootstrap(per_pair(model_iou, criterion), per_pair(constant_iou, criterion))
     return {
-        "mean_iou": 100 * float(model_iou.mean()),
-        "iou50": 100 * float((model_iou > 0.5).float().mean()),
+        **{c: 100 * float(per_pair(model_iou, c).mean()) for c in CRITERIA},
         "gain": gain,
         "low": low,
         "high": high,
@@ -114,13 +120,18 @@ def split_boxes(root: str | Path, split_file: str) -> Tensor:
     them), x1 y1 x2 y2 divided by each image's width and height."""
     root = Path(root)
     boxes = []
-    for record in load_split(root / split_file):
+    for index, record in enumerate(load_split(root / split_file)):
         box = protocol_box(record.get("fake_image_box") or [])
         if box is None:
             continue
-        x, y, bw, bh = box
         with Image.open(root / record["image"]) as image:  # reads the header only
             w, h = image.size
+        if not box_fits(box, w, h):
+            raise DGM4DataError(
+                f"{root / split_file}: record {record_ref(record, index)}: fake_image_box "
+                f"{record['fake_image_box']} does not fit the {w}x{h} image"
+            )
+        x, y, bw, bh = box
         boxes.append([x / w, y / h, (x + bw) / w, (y + bh) / h])
     if not boxes:
         raise ValueError(f"{root / split_file}: no record has a manipulated-face box")
@@ -153,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                 "(boxed columns)"
             )
         if args.predictions:
-            r = model_vs_constant(load_predictions(args.predictions), box)
+            r = model_vs_constant(load_predictions(args.predictions), box, criterion)
             console.print(
-                f"  model: mean IoU {r['mean_iou']:.1f}, IoU50 {r['iou50']:.1f}; mean IoU minus this box "
+                f"  model: mean IoU {r['mean_iou']:.1f}, IoU50 {r['iou50']:.1f}; {criterion} minus this box's "
                 f"{r['gain']:+.1f}, 95 % interval [{r['low']:+.1f}, {r['high']:+.1f}] (paired bootstrap)"
             )
     return 0
