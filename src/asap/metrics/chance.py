@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
 from asap.data.records import DGM4DataError, box_fits, load_split, protocol_box, record_ref
+from asap.data.validate import image_size
 from asap.metrics.functional import box_iou_pairs
 
 CRITERIA = ("mean_iou", "iou50")
@@ -124,8 +124,10 @@ def split_boxes(root: str | Path, split_file: str) -> Tensor:
         box = protocol_box(record.get("fake_image_box") or [])
         if box is None:
             continue
-        with Image.open(root / record["image"]) as image:  # reads the header only
-            w, h = image.size
+        try:
+            w, h = image_size(root / record["image"])  # the header only
+        except (OSError, ValueError) as err:
+            raise DGM4DataError(f"{root / split_file}: record {record_ref(record, index)}: {err}") from err
         if not box_fits(box, w, h):
             raise DGM4DataError(
                 f"{root / split_file}: record {record_ref(record, index)}: fake_image_box "
