@@ -152,6 +152,22 @@ def test_mgca_forms_and_layers_and_hnp_change_their_terms() -> None:
     torch.testing.assert_close(official["bic"], paper["bic"])  # the same model otherwise
 
 
+@pytest.mark.parametrize("box_samples", ["all", "boxed"])
+def test_box_samples_choose_which_pairs_the_box_terms_regress(box_samples: str) -> None:
+    batch = make_batch(B=6, L=10)
+    boxed = batch["has_box"]
+    assert 0 < int(boxed.sum()) < 6  # both kinds in the batch
+    out = build("full", loss={**conf("loss", "default"), "box_samples": box_samples}).train()(batch)
+    rows = boxed if box_samples == "boxed" else torch.ones_like(boxed)
+    l1 = (out.box_pred[rows] - batch["box"][rows]).abs().sum(dim=1).mean()  # supp. §6.1, mean over those rows
+    torch.testing.assert_close(out.losses["bbox"], l1)
+
+
+def test_an_unknown_box_samples_choice_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="loss.box_samples"):
+        build("full", loss={**conf("loss", "default"), "box_samples": "some"})
+
+
 def test_a_missing_auxiliary_text_is_a_clear_error() -> None:
     model = build("full").train()
     with pytest.raises(ConfigError, match="no `caption_ids`"):

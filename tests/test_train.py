@@ -267,6 +267,8 @@ def test_every_experiment_runs_a_fast_dev_run(experiments: Path, experiment: str
     assert len(load_predictions(job / "predictions_test.npz")["ids"]) == 2  # one test batch of 2
     assert not (job / "checkpoints").exists()  # fast_dev_run writes no checkpoint
     config = result["config"]
+    # the short from-scratch default regresses the box on boxed pairs only; the paper's runs keep HAMMER's all
+    assert config["loss"]["box_samples"] == ("boxed" if experiment == "smoke" else "all")
     if experiment == "smoke":
         assert config["model"]["image_size"] == 64
     else:  # the paper's ViT-B/16 + BERT-base at 256, built from config without weights

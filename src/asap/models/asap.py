@@ -320,7 +320,8 @@ class ASAPModel(nn.Module):
         self, out: ASAPOutput, batch: Mapping[str, Any], momentum: dict[str, Any] | None, weight: float
     ) -> dict[str, Tensor]:
         """Supp. §6: binary, multi-label, box (L1 + GIoU) and token losses (distilled with `weight`)."""
-        # HAMMER regresses every sample, no-box ones to the zero box (the IoU protocol scores ~0 boxes as hits)
+        # HAMMER regresses every sample, no-box ones to the zero box (the IoU protocol scores ~0 boxes as hits);
+        # loss.box_samples=boxed regresses only the pairs with an edited face
         soft = None if momentum is None else momentum["token_probs"]
         losses = {}
         with record_function(f"asap.loss.{BIC}"):
@@ -328,7 +329,8 @@ class ASAPModel(nn.Module):
         with record_function(f"asap.loss.{MLC}"):
             losses[MLC] = multilabel_loss(out.multilabel_logits, batch["multilabel"])
         with record_function(f"asap.loss.{BBOX}+{GIOU}"):
-            losses[BBOX], losses[GIOU] = box_loss(out.box_pred, batch["box"], None)
+            boxed = batch["has_box"] if self.loss_cfg.box_samples == "boxed" else None  # (B,) or every sample
+            losses[BBOX], losses[GIOU] = box_loss(out.box_pred, batch["box"], boxed)
         with record_function(f"asap.loss.{TMG}"):
             losses[TMG] = token_loss(out.token_logits, batch["token_labels"], soft, distill_weight=weight)
         return losses

@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 MODALITIES = ("both", "text", "image")
 MGCA_FORMS = ("paper", "official")
+BOX_SAMPLES = ("all", "boxed")
 IMAGE_STEMS = ("patch", "conv")
 POS_EMBED_INITS = ("random", "sincos")
 
@@ -112,16 +113,19 @@ class MGCAConfig:
 
 @dataclass
 class LossConfig:
-    """`LossWeights` fields (eq. 13 and HAMMER's task weights) plus the MGCA settings."""
+    """`LossWeights` fields (eq. 13 and HAMMER's task weights) plus the MGCA and box-sample settings."""
 
     weights: dict[str, float] = field(default_factory=dict)
     mgca: MGCAConfig = field(default_factory=MGCAConfig)
+    # which samples the box terms (supp. §6.1) regress: all (HAMMER: no-box ones to the zero box) | boxed
+    box_samples: str = "all"
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any]) -> LossConfig:
         data = dict(data)
         mgca = from_dict(MGCAConfig, data.pop("mgca", {}) or {}, where="loss.mgca")
-        return cls(weights=data, mgca=mgca)
+        box_samples = str(data.pop("box_samples", "all"))
+        return cls(weights=data, mgca=mgca, box_samples=box_samples)
 
     def loss_weights(self) -> Any:
         """The `asap.losses.LossWeights` of these weights (unknown names -> ConfigError)."""
@@ -240,6 +244,7 @@ class ASAPConfig:
         _check_choice("model.image_encoder.stem", m.image_encoder.stem, IMAGE_STEMS)
         _check_choice("model.image_encoder.pos_embed_init", m.image_encoder.pos_embed_init, POS_EMBED_INITS)
         _check_choice("loss.mgca.form", self.loss.mgca.form, MGCA_FORMS)
+        _check_choice("loss.box_samples", self.loss.box_samples, BOX_SAMPLES)
         if m.image_size % m.patch_size:
             raise ConfigError(
                 f"model.image_size {m.image_size} is not a multiple of patch_size {m.patch_size}"
