@@ -1,5 +1,6 @@
 """`make bench`: speed, memory and FLOP use of ASAP, `baseline` against `full` on the same encoders, each fast path
-off and on, and the data loader against the model; a rich table on screen and JSON under logs/bench/.
+off and on, training FLOPs at other text lengths, and the data loader against the model; a rich table on screen and
+JSON under logs/bench/.
 
 Everything is built from the Hydra config (conf/train.yaml, as `make train`), on one real batch of the synthetic
 set (generated under the config's data root on first use). Times are medians of interleaved repeats; ratios are
@@ -10,6 +11,7 @@ rate is measured in the same run, and the model's achieved FLOP/s is given as a 
     python benchmarks/bench.py --model asap_base --precision bf16     # the paper's model on a GPU
     python benchmarks/bench.py --sections model data --repeats 9 --threads 0     # torch's thread count
     python benchmarks/bench.py --fast-paths attention compile --override model.text_encoder.text_layers=1
+    python benchmarks/bench.py --model asap_base --batch-size 2 --sections flops --lengths 26,52,52 30,40,100
 """
 
 from __future__ import annotations
@@ -47,13 +49,16 @@ from torch import Tensor
 
 import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
 from asap.data.image_cache import ImageCache
+from asap.data.text import IGNORE_INDEX
 from asap.losses import LossWeights, total_loss
 from asap.models.asap import ASAPModel, ASAPOutput, FastPaths, text_pass_plan
 from asap.models.optim import build_optimizer
 from asap.pipeline.common import build_lit_module
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("model", "terms", "fast", "data")
+SECTIONS = ("model", "terms", "fast", "flops", "data")
+TEXT_KEYS = {"text": ("input_ids", "attention_mask"), "caption": ("caption_ids", "caption_mask"),
+             "explanation": ("explanation_ids", "explanation_mask")}  # fmt: skip
 FAST_PATHS = (
     "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "caption_cls", "bf16",
     "compile",
@@ -88,8 +93,7 @@ def first_train_batch(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
 
 def batch_summary(batch: dict[str, Any]) -> dict[str, Any]:
     """Padded token lengths of the benchmark batch and how the E_t passes group them."""
-    keys = {"text": "input_ids", "caption": "caption_ids", "explanation": "explanation_ids"}
-    lengths = {kind: batch[key].shape[1] for kind, key in keys.items() if key in batch}
+    lengths = {kind: batch[ids].shape[1] for kind, (ids, _) in TEXT_KEYS.items() if ids in batch}
     return {
         "size": batch["input_ids"].shape[0],
         "tokens": lengths,
@@ -100,6 +104,24 @@ def batch_summary(batch: dict[str, Any]) -> dict[str, Any]:
         ],
         "image": list(batch["image"].shape[1:]),
     }
+
+
+def with_lengths(batch: dict[str, Any], lengths: dict[str, int]) -> dict[str, Any]:
+    """`batch` with each text kind cut or padded (with [PAD], mask 0) to `lengths` tokens; FLOPs follow them."""
+    out = dict(batch)
+    for kind, length in lengths.items():
+        ids, mask = TEXT_KEYS[kind]
+        out[ids], out[mask] = _fit(batch[ids], length, 0), _fit(batch[mask], length, 0)  # (B, length)
+        if kind == "text":
+            out["token_labels"] = _fit(batch["token_labels"], length - 1, IGNORE_INDEX)  # (B, length-1)
+    return out
+
+
+def _fit(t: Tensor, length: int, fill: int) -> Tensor:
+    """(B, L) -> (B, length): cut, or right-padded with `fill`."""
+    if t.shape[1] >= length:
+        return t[:, :length]
+    return torch.cat([t, t.new_full((t.shape[0], length - t.shape[1]), fill)], dim=1)
 
 
 @dataclass
@@ -211,6 +233,23 @@ def add_flop_fractions(model: dict[str, Any], matmul_flops: float) -> None:
                 achieved = result[f"{mode}_gflop"] * 1e9 / median(result[f"{mode}_s"])
                 result[f"{mode}_tflops"] = achieved / 1e12
                 result[f"{mode}_flop_fraction"] = achieved / matmul_flops
+
+
+def bench_flops(runners: dict[str, Runner], lengths: list[dict[str, int]]) -> list[dict[str, Any]]:
+    """Training-step GFLOP per sample of each runner on its batch and at each of `lengths`, and full / baseline."""
+    rows = []
+    for setting in [{}, *lengths]:  # {}: the batch as loaded
+        row: dict[str, Any] = {"tokens": batch_summary(with_lengths(runners["full"].batch, setting))["tokens"]}
+        for name, runner in runners.items():
+            batch = runner.batch
+            runner.batch = with_lengths(batch, setting)
+            try:
+                row[name] = count_flops(runner.forward_backward) / batch["input_ids"].shape[0] / 1e9
+            finally:
+                runner.batch = batch
+        row["full_over_baseline"] = row["full"] / row["baseline"]
+        rows.append(row)
+    return rows
 
 
 def bench_terms(runners: dict[str, Runner]) -> dict[str, Any]:
@@ -408,6 +447,8 @@ def print_report(results: dict[str, Any], console: Console) -> None:
         console.print(_terms_table(results["terms"]))
     if "fast_paths" in results:
         console.print(_fast_table(results["fast_paths"]))
+    if "flops" in results:
+        console.print(_flops_table(results["flops"]))
     if "data" in results:
         console.print(_data_table(results["data"]))
     if results.get("targets"):
@@ -463,6 +504,16 @@ def _terms_table(terms: dict[str, Any]) -> Table:
     return table
 
 
+def _flops_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Training-step GFLOP per sample at padded token lengths (first row: the batch as loaded)")
+    for column in ("text / caption / explanation", "baseline", "full", "full / baseline"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        lengths = " / ".join(str(row["tokens"].get(k, "-")) for k in TEXT_KEYS)
+        table.add_row(lengths, f"{row['baseline']:.3f}", f"{row['full']:.3f}", f"x{row['full_over_baseline']:.2f}")
+    return table
+
+
 def _fast_table(fast: dict[str, Any]) -> Table:
     table = Table(title="Fast paths on `full` (s per step; speedup = before / after, paired)")
     for column in ("fast path", "mode", "before s", "after s", "speedup", "max output diff"):
@@ -497,6 +548,17 @@ def _data_table(data: dict[str, Any]) -> Table:
 
 
 # ---------------------------------------------------------------------- main
+def text_lengths(value: str) -> dict[str, int]:
+    """'30,40,100' -> {'text': 30, 'caption': 40, 'explanation': 100}."""
+    try:
+        lengths = [int(v) for v in value.split(",")]
+    except ValueError:
+        lengths = []
+    if len(lengths) != len(TEXT_KEYS) or min(lengths) < 2:
+        raise argparse.ArgumentTypeError(f"expected three token lengths >= 2, text,caption,explanation; got {value!r}")
+    return dict(zip(TEXT_KEYS, lengths, strict=True))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="conf/model/<name>.yaml (tiny, asap_base)")
@@ -508,6 +570,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fast-paths", nargs="*", choices=FAST_PATHS, default=default_fast,
         help="default: all but compile on a CPU (compiling takes minutes there)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lengths", nargs="*", type=text_lengths, default=[text_lengths("30,40,100")], metavar="T,C,E",
+        help="flops section: padded text,caption,explanation token lengths to count at, besides the batch's own "
+        "(default 30,40,100: DGM4-like explanations)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps per variant (inference: 3x)")
     parser.add_argument("--fast-repeats", type=int, default=3, help="the same for the fast paths")
@@ -540,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"dense matmul: {rates[0] / 1e12:.3f} TFLOP/s; loading one batch ...")
 
     model_rate = None
-    if {"model", "terms", "fast"} & set(args.sections):
+    if {"model", "terms", "fast", "flops"} & set(args.sections):
         batch = first_train_batch(compose_config(args, "full"), device)
         results["batch"] = batch_summary(batch)
         runners = {name: build_runner(args, name, batch, device) for name in ("baseline", "full")}
@@ -554,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         if "fast" in args.sections and args.fast_paths:
             console.print(f"fast paths: {' '.join(args.fast_paths)} ...")
             results["fast_paths"] = bench_fast_paths(runners["full"], args)
+        if "flops" in args.sections:
+            console.print("FLOPs per sample at other text lengths ...")
+            results["flops"] = bench_flops(runners, args.lengths)
     if "data" in args.sections:
         console.print("data loading ...")
         results["data"] = bench_data(args, model_rate)

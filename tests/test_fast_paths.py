@@ -272,6 +272,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     out = tmp_path / "bench.json"
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
             "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "bf16", "--data-root", str(synthetic_root),
+            "--lengths", "12,20,30", "12,40,60",
             "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
     try:
@@ -285,4 +286,12 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
     assert set(result["fast_paths"]) == {"token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "bf16"}
     assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
+    own, short, long = result["flops"]  # the batch as loaded, then the two --lengths settings
+    assert own["tokens"] == result["batch"]["tokens"]
+    for name in ("baseline", "full"):  # the model section counts the same step on the whole batch of 2
+        assert own[name] * 2 == pytest.approx(result["model"][name]["train_gflop"])
+    assert short["tokens"] == {"text": 12, "caption": 20, "explanation": 30}
+    assert long["tokens"] == {"text": 12, "caption": 40, "explanation": 60}
+    assert short["baseline"] == long["baseline"]  # baseline reads neither caption nor explanation
+    assert long["full"] > short["full"] > short["baseline"]
     assert {row["target"] for row in result["targets"]} >= {"full / baseline inference time"}
