@@ -91,15 +91,16 @@ def first_train_batch(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def batch_summary(batch: dict[str, Any]) -> dict[str, Any]:
-    """Padded token lengths of the benchmark batch and how the E_t passes group them."""
+def batch_summary(batch: dict[str, Any], fast_paths: FastPaths | None = None) -> dict[str, Any]:
+    """Padded token lengths of the benchmark batch and how `fast_paths` (default: the default's) group E_t passes."""
     lengths = {kind: batch[ids].shape[1] for kind, (ids, _) in TEXT_KEYS.items() if ids in batch}
+    fast_paths = fast_paths or FastPaths()
     return {
         "size": batch["input_ids"].shape[0],
         "tokens": lengths,
         "text_pass_groups": [  # "[CLS]" marks a pass whose last layer computes the [CLS] rows only
             group + (["[CLS]"] if cls_rows else []) for group, cls_rows in text_pass_plan(
-                lengths, cls_only=FastPaths().cls_only_texts
+                lengths, fast_paths.text_passes, fast_paths.cls_only_texts
             )
         ],
         "image": list(batch["image"].shape[1:]),
@@ -609,8 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     model_rate = None
     if {"model", "terms", "fast", "flops"} & set(args.sections):
         batch = first_train_batch(compose_config(args, "full"), device)
-        results["batch"] = batch_summary(batch)
         runners = {name: build_runner(args, name, batch, device) for name in ("baseline", "full")}
+        results["batch"] = batch_summary(batch, runners["full"].model.fast_paths)
         results["same_encoders"] = same_encoders(runners["baseline"].model, runners["full"].model)
         if "model" in args.sections:
             console.print("model: baseline vs full ...")
