@@ -51,14 +51,14 @@ import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
 from asap.data.image_cache import ImageCache
 from asap.data.text import IGNORE_INDEX
 from asap.losses import LossWeights, total_loss
-from asap.models.asap import ASAPModel, ASAPOutput, FastPaths, text_pass_plan
+from asap.models.asap import AUX_TEXTS, ASAPModel, ASAPOutput, FastPaths, text_pass_plan
 from asap.models.optim import build_optimizer
 from asap.pipeline.common import build_lit_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("model", "terms", "fast", "flops", "data")
-TEXT_KEYS = {"text": ("input_ids", "attention_mask"), "caption": ("caption_ids", "caption_mask"),
-             "explanation": ("explanation_ids", "explanation_mask")}  # fmt: skip
+# batch keys (ids, mask) of each text kind (docs/contracts.md)
+TEXT_KEYS = {"text": ("input_ids", "attention_mask"), **{k: (f"{k}_ids", f"{k}_mask") for k in AUX_TEXTS}}
 FAST_PATHS = (
     "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "caption_cls", "bf16",
     "compile",
@@ -91,10 +91,14 @@ def first_train_batch(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
-def batch_summary(batch: dict[str, Any], fast_paths: FastPaths | None = None) -> dict[str, Any]:
-    """Padded token lengths of the benchmark batch and how `fast_paths` (default: the default's) group E_t passes."""
-    lengths = {kind: batch[ids].shape[1] for kind, (ids, _) in TEXT_KEYS.items() if ids in batch}
-    fast_paths = fast_paths or FastPaths()
+def token_lengths(batch: dict[str, Any]) -> dict[str, int]:
+    """Padded token length of each text kind in `batch`."""
+    return {kind: batch[ids].shape[1] for kind, (ids, _) in TEXT_KEYS.items() if ids in batch}
+
+
+def batch_summary(batch: dict[str, Any], fast_paths: FastPaths) -> dict[str, Any]:
+    """Padded token lengths of the benchmark batch and how the model's `fast_paths` group its E_t passes."""
+    lengths = token_lengths(batch)
     return {
         "size": batch["input_ids"].shape[0],
         "tokens": lengths,
@@ -240,7 +244,7 @@ def bench_flops(runners: dict[str, Runner], lengths: list[dict[str, int]]) -> li
     """Training-step GFLOP per sample of each runner on its batch and at each of `lengths`, and full / baseline."""
     rows = []
     for setting in [{}, *lengths]:  # {}: the batch as loaded
-        row: dict[str, Any] = {"tokens": batch_summary(with_lengths(runners["full"].batch, setting))["tokens"]}
+        row: dict[str, Any] = {"tokens": token_lengths(with_lengths(runners["full"].batch, setting))}
         for name, runner in runners.items():
             batch = runner.batch
             runner.batch = with_lengths(batch, setting)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc
+from torchvision.ops import box_convert, generalized_box_iou_loss
 
 from asap.models import ASAPModel
 from asap.models.alignment import ContrastiveProjection
@@ -159,8 +160,11 @@ def test_box_samples_choose_which_pairs_the_box_terms_regress(box_samples: str) 
     assert 0 < int(boxed.sum()) < 6  # both kinds in the batch
     out = build("full", loss={**conf("loss", "default"), "box_samples": box_samples}).train()(batch)
     rows = boxed if box_samples == "boxed" else torch.ones_like(boxed)
-    l1 = (out.box_pred[rows] - batch["box"][rows]).abs().sum(dim=1).mean()  # supp. §6.1, mean over those rows
+    pred, target = out.box_pred[rows], batch["box"][rows]  # (M, 4) cx cy w h
+    l1 = (pred - target).abs().sum(dim=1).mean()  # supp. §6.1, mean over those rows
+    giou = generalized_box_iou_loss(box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy"))
     torch.testing.assert_close(out.losses["bbox"], l1)
+    torch.testing.assert_close(out.losses["giou"], giou.mean())
 
 
 def test_an_unknown_box_samples_choice_is_a_config_error() -> None:

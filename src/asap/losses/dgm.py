@@ -1,6 +1,7 @@
 """The four DGM4 task losses (ASAP supplementary §6, following HAMMER's models/HAMMER.py).
 
-§6.1 L_IMG = ||sigmoid(D_v(i_pat)) - y_box||_1 + L_GIoU, over the samples with a manipulated face box.
+§6.1 L_IMG = ||sigmoid(D_v(i_pat)) - y_box||_1 + L_GIoU, over every sample as HAMMER trains (no box: the zero box) or
+over the samples with a manipulated face box (`loss.box_samples`).
 §6.2 L_BIC = H(C_b(M_it), y_bin), cross-entropy. §6.3 L_MLC = H(C_m(M_it), y_mul), binary cross-entropy with
 logits over the 4 types (HAMMER). §6.4 L_TMG = (1 - alpha) L_tok + alpha L_tok^mom, token cross-entropy plus
 distillation from the momentum token detector: -sum soft * log_softmax, mean over non-padding tokens (HAMMER).

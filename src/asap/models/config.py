@@ -124,7 +124,7 @@ class LossConfig:
     def from_plain(cls, data: Mapping[str, Any]) -> LossConfig:
         data = dict(data)
         mgca = from_dict(MGCAConfig, data.pop("mgca", {}) or {}, where="loss.mgca")
-        box_samples = str(data.pop("box_samples", "all"))
+        box_samples = str(data.pop("box_samples", cls.box_samples))
         return cls(weights=data, mgca=mgca, box_samples=box_samples)
 
     def loss_weights(self) -> Any:
