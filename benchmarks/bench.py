@@ -11,7 +11,7 @@ rate is measured in the same run, and the model's achieved FLOP/s is given as a 
     python benchmarks/bench.py --model asap_base --precision bf16     # the paper's model on a GPU
     python benchmarks/bench.py --sections model data --repeats 9 --threads 0     # torch's thread count
     python benchmarks/bench.py --fast-paths attention compile --override model.text_encoder.text_layers=1
-    python benchmarks/bench.py --model asap_base --batch-size 2 --sections flops --lengths 26,52,52 30,40,100
+    python benchmarks/bench.py --model asap_base --batch-size 2 --sections flops --lengths 30,40,64 30,40,100
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ SECTIONS = ("model", "terms", "fast", "flops", "data")
 # batch keys (ids, mask) of each text kind (docs/contracts.md)
 TEXT_KEYS = {"text": ("input_ids", "attention_mask"), **{k: (f"{k}_ids", f"{k}_mask") for k in AUX_TEXTS}}
 FAST_PATHS = (
-    "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "caption_cls", "bf16",
-    "compile",
+    "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "caption_cls", "packed_rows",
+    "bf16", "compile",
 )
+FILLER_ID = 1996  # "the" in bert-base-uncased: fills the texts of the flops section's --lengths settings
 TARGETS = {"infer_ratio": 1.05, "train_ratio": 1.35, "data_over_model": 3.0}
 INFER_REPEATS = 3  # inference steps are short: time this many times more of them than training steps
 
@@ -96,6 +97,11 @@ def token_lengths(batch: dict[str, Any]) -> dict[str, int]:
     return {kind: batch[ids].shape[1] for kind, (ids, _) in TEXT_KEYS.items() if ids in batch}
 
 
+def real_token_lengths(batch: dict[str, Any]) -> dict[str, float]:
+    """Mean number of real (unpadded) tokens of each text kind in `batch`."""
+    return {kind: batch[mask].sum(1).float().mean().item() for kind, (_, mask) in TEXT_KEYS.items() if mask in batch}
+
+
 def batch_summary(batch: dict[str, Any], fast_paths: FastPaths) -> dict[str, Any]:
     """Padded token lengths of the benchmark batch and how the model's `fast_paths` group its E_t passes."""
     lengths = token_lengths(batch)
@@ -112,18 +118,23 @@ def batch_summary(batch: dict[str, Any], fast_paths: FastPaths) -> dict[str, Any
 
 
 def with_lengths(batch: dict[str, Any], lengths: dict[str, int]) -> dict[str, Any]:
-    """`batch` with each text kind cut or padded (with [PAD], mask 0) to `lengths` tokens; FLOPs follow them."""
+    """`batch` with every sample's text of each kind exactly `lengths[kind]` real tokens: cut, or its padding and
+    the added positions filled with a word-piece (mask 1, token label 0). FLOPs follow the real tokens (the
+    packed rows skip padding), so the lengths are made of real tokens."""
     out = dict(batch)
     for kind, length in lengths.items():
         ids, mask = TEXT_KEYS[kind]
-        out[ids], out[mask] = _fit(batch[ids], length, 0), _fit(batch[mask], length, 0)  # (B, length)
+        real = batch[mask].bool()  # (B, L)
+        out[ids] = _fit(batch[ids].masked_fill(~real, FILLER_ID), length, FILLER_ID)  # (B, length)
+        out[mask] = torch.ones_like(out[ids])
         if kind == "text":
-            out["token_labels"] = _fit(batch["token_labels"], length - 1, IGNORE_INDEX)  # (B, length-1)
+            labels = batch["token_labels"].masked_fill(batch["token_labels"] == IGNORE_INDEX, 0)
+            out["token_labels"] = _fit(labels, length - 1, 0)  # (B, length-1)
     return out
 
 
 def _fit(t: Tensor, length: int, fill: int) -> Tensor:
-    """(B, L) -> (B, length): cut, or right-padded with `fill`."""
+    """(B, L) -> (B, length): cut, or extended on the right with `fill`."""
     if t.shape[1] >= length:
         return t[:, :length]
     return torch.cat([t, t.new_full((t.shape[0], length - t.shape[1]), fill)], dim=1)
@@ -244,7 +255,8 @@ def bench_flops(runners: dict[str, Runner], lengths: list[dict[str, int]]) -> li
     """Training-step GFLOP per sample of each runner on its batch and at each of `lengths`, and full / baseline."""
     rows = []
     for setting in [{}, *lengths]:  # {}: the batch as loaded
-        row: dict[str, Any] = {"tokens": token_lengths(with_lengths(runners["full"].batch, setting))}
+        shown = with_lengths(runners["full"].batch, setting)
+        row: dict[str, Any] = {"tokens": token_lengths(shown), "real_tokens": real_token_lengths(shown)}
         for name, runner in runners.items():
             batch = runner.batch
             runner.batch = with_lengths(batch, setting)
@@ -331,6 +343,11 @@ def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]
             "E_t's last layer on the caption's [CLS] only (vs every token)",
             lambda: model_flag(model.fast_paths, "caption_cls_only", False),
             train_only,
+        ),
+        "packed_rows": (
+            "E_t and E_mm^t rows on real tokens only (vs padding too)",
+            lambda: model_flag(model.fast_paths, "packed_rows", False),
+            both,
         ),
     }
     results: dict[str, Any] = {}
@@ -510,11 +527,16 @@ def _terms_table(terms: dict[str, Any]) -> Table:
 
 
 def _flops_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Training-step GFLOP per sample at padded token lengths (first row: the batch as loaded)")
-    for column in ("text / caption / explanation", "baseline", "full", "full / baseline"):
+    table = Table(
+        title="Training-step GFLOP per sample at text lengths (first row: the batch as loaded, padded (mean real); "
+        "then every sample that long)"
+    )
+    for column in ("text / caption / explanation tokens", "baseline", "full", "full / baseline"):
         table.add_column(column, justify="right")
     for row in rows:
         lengths = " / ".join(str(row["tokens"].get(k, "-")) for k in TEXT_KEYS)
+        if row["real_tokens"] != row["tokens"]:
+            lengths += " (" + " / ".join(f"{row['real_tokens'][k]:.1f}" for k in row["real_tokens"]) + ")"
         table.add_row(lengths, f"{row['baseline']:.3f}", f"{row['full']:.3f}", f"x{row['full_over_baseline']:.2f}")
     return table
 
@@ -577,9 +599,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="default: all but compile on a CPU (compiling takes minutes there)",
     )  # fmt: skip
     parser.add_argument(
-        "--lengths", nargs="*", type=text_lengths, default=[text_lengths("30,40,100")], metavar="T,C,E",
-        help="flops section: padded text,caption,explanation token lengths to count at, besides the batch's own "
-        "(default 30,40,100: DGM4-like explanations)",
+        "--lengths", nargs="*", type=text_lengths, default=[text_lengths("30,40,64")], metavar="T,C,E",
+        help="flops section: text,caption,explanation token lengths (every sample that long) to count at, besides "
+        "the batch as loaded (default 30,40,64: DGM4-like, explanations at the protocol's 50-word cut)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps per variant (inference: 3x)")
     parser.add_argument("--fast-repeats", type=int, default=3, help="the same for the fast paths")

@@ -19,6 +19,7 @@ from asap.data import DGM4DataModule
 from asap.data.image_cache import ImageCache, resize_image
 from asap.models.asap import ASAPOutput, encode_texts, pass_groups, text_pass_plan
 from asap.models.attention import MultiHeadAttention
+from asap.models.packing import Packing
 from test_model_asap import build
 from test_model_factory import conf, make_batch, micro_model
 
@@ -37,9 +38,12 @@ def probabilities(out: ASAPOutput) -> list[torch.Tensor]:
     ]
 
 
-def assert_same_outputs(a: ASAPOutput, b: ASAPOutput, atol: float = 1e-5) -> None:
-    for key in OUTPUTS:
+def assert_same_outputs(a: ASAPOutput, b: ASAPOutput, batch: dict, atol: float = 1e-5) -> None:
+    """The same predictions; token logits at the text's words (padding positions carry no prediction)."""
+    for key in OUTPUTS[:3]:
         torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=atol, rtol=1e-4)
+    words = batch["attention_mask"][:, 1:].bool()  # the token head covers the text without [CLS]
+    torch.testing.assert_close(a.token_logits[words], b.token_logits[words], atol=atol, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------- model
@@ -51,7 +55,7 @@ def test_fused_attention_equals_the_explicit_path_in_the_whole_model() -> None:
             if isinstance(module, MultiHeadAttention):
                 module.fused = False
         explicit = model(batch, compute_losses=True)
-    assert_same_outputs(fused, explicit)
+    assert_same_outputs(fused, explicit, batch)
     for name, value in fused.losses.items():
         torch.testing.assert_close(value, explicit.losses[name], atol=1e-5, rtol=1e-4)
 
@@ -66,7 +70,7 @@ def test_token_head_reads_the_fusion_output_once_and_matches_hammers_extra_pass(
         model.fast_paths.hammer_token_pass = True
         twice = model(batch)
     assert len(calls) == 3  # HAMMER's way: one more E_t + E_mm^t pass for the token head
-    assert_same_outputs(once, twice)
+    assert_same_outputs(once, twice, batch)
 
 
 def test_text_passes_grouped_by_length_give_the_same_encodings_and_losses() -> None:
@@ -155,6 +159,53 @@ def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
     )
 
 
+def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
+    """E_t and E_mm^t on the real tokens only: the same rows (sdpa and eager BERT attention, [CLS]-only too),
+    zeros at padding, and the same outputs, losses and gradients as with the padding computed."""
+    model, batch = build("full").eval(), make_batch(B=4, L=10, aux_len={"caption": 9, "explanation": 12})
+    ids, mask = batch["explanation_ids"], batch["explanation_mask"].clone()
+    mask[1, 4:], mask[3, 9:] = 0, 0
+    real = mask.bool()
+    image = model.image_encoder(batch["image"]).detach()
+    encoder = model.text_encoder
+    with torch.no_grad():
+        for implementation in ("sdpa", "eager"):
+            encoder.bert.config._attn_implementation = implementation
+            padded, packed = encoder(ids, mask), encoder(ids, mask, packed=True)  # (B, L, D) each
+            torch.testing.assert_close(packed[real], padded[real], atol=1e-5, rtol=1e-4)
+            assert packed[~real].abs().max() == 0
+            torch.testing.assert_close(
+                encoder(ids, mask, cls_only=True, packed=True), padded[:, :1], atol=1e-5, rtol=1e-4
+            )
+        encoder.bert.config._attn_implementation = "sdpa"
+        fused, maps = model.text_biased_encoder(padded, mask, image, map_layers=[-1])
+        fused_packed, maps_packed = model.text_biased_encoder(padded, mask, image, map_layers=[-1], packed=True)
+        torch.testing.assert_close(fused_packed[real], fused[real], atol=1e-5, rtol=1e-4)
+        assert fused_packed[~real].abs().max() == 0
+        torch.testing.assert_close(maps_packed[0].probs[real], maps[0].probs[real], atol=1e-6, rtol=1e-4)
+        cls_packed, _ = model.text_biased_encoder(padded, mask, image, cls_only=True, packed=True)
+        torch.testing.assert_close(cls_packed, fused[:, :1], atol=1e-5, rtol=1e-4)
+        outputs = {}
+        for on in (True, False):
+            model.fast_paths.packed_rows = on
+            outputs[on] = model(batch)
+    assert not batch["attention_mask"].all()  # the text has padding
+    assert_same_outputs(outputs[True], outputs[False], batch)
+    fusion_ffn = model.text_biased_encoder.layers[0].ffn[0].weight
+    assert_fast_path_is_exact(model, batch, "packed_rows", encoder.bert.encoder.layer[0].intermediate.dense.weight)
+    assert_fast_path_is_exact(model, batch, "packed_rows", fusion_ffn)
+
+
+def test_packing_needs_a_real_first_token() -> None:
+    mask = torch.tensor([[1, 1, 0], [0, 1, 1]])
+    with pytest.raises(ValueError, match="start with a real token"):
+        Packing.of(mask)
+    packing = Packing.of(torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    assert packing.rows.tolist() == [0, 1, 3, 4, 5] and packing.cls_rows.tolist() == [0, 2]
+    x = torch.arange(6.0).view(2, 3, 1)
+    torch.testing.assert_close(packing.pad(packing.pack(x)), x * torch.tensor([[1, 1, 0], [1, 1, 1]])[..., None])
+
+
 def test_bf16_autocast_eval_outputs_are_close_to_fp32() -> None:
     model, batch = build("full").eval(), make_batch(B=6, L=10)
     with torch.no_grad():
@@ -184,7 +235,7 @@ def test_compiled_encoders_give_the_eager_outputs() -> None:
     compiled = build("full").eval()  # same seed: same weights
     compiled.compile_encoders()
     with torch.no_grad():
-        assert_same_outputs(eager(batch), compiled(batch), atol=COMPILE_ATOL)
+        assert_same_outputs(eager(batch), compiled(batch), batch, atol=COMPILE_ATOL)
 
 
 # ---------------------------------------------------------------------- image cache
@@ -271,7 +322,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
 
     out = tmp_path / "bench.json"
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
-            "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "bf16", "--data-root", str(synthetic_root),
+            "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "packed_rows", "bf16", "--data-root", str(synthetic_root),
             "--lengths", "12,20,30", "12,40,60",
             "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
@@ -284,7 +335,8 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     ratios = result["model"]["full_over_baseline"]
     assert ratios["infer_flops"] == 1.0 and ratios["train_flops"] > 1.0  # ASAP's parts cost only in training
     assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
-    assert set(result["fast_paths"]) == {"token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "bf16"}
+    fast_paths = {"token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "packed_rows", "bf16"}
+    assert set(result["fast_paths"]) == fast_paths
     assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
     own, short, long = result["flops"]  # the batch as loaded, then the two --lengths settings
     assert own["tokens"] == result["batch"]["tokens"]
@@ -292,6 +344,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
         assert own[name] * 2 == pytest.approx(result["model"][name]["train_gflop"])
     assert short["tokens"] == {"text": 12, "caption": 20, "explanation": 30}
     assert long["tokens"] == {"text": 12, "caption": 40, "explanation": 60}
+    assert long["real_tokens"] == long["tokens"]  # every sample that long: the packed rows count them all
     assert short["baseline"] == long["baseline"]  # baseline reads neither caption nor explanation
     assert long["full"] > short["full"] > short["baseline"]
     assert {row["target"] for row in result["targets"]} >= {"full / baseline inference time"}

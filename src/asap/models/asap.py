@@ -100,6 +100,8 @@ class FastPaths:
     ied_cls_only: bool = True
     # False -> E_t's last layer computes every caption token, not c_cls alone (eq. 1 reads only c_cls)
     caption_cls_only: bool = True
+    # False -> the projections and feed-forward blocks of E_t and E_mm^t run on padding tokens too
+    packed_rows: bool = True
 
     @property
     def cls_only_texts(self) -> tuple[str, ...]:
@@ -199,7 +201,13 @@ class ASAPModel(nn.Module):
         """
         vision = self.vision_biased_encoder(image_embeds, text.embeds, text.mask)
         fused_text, maps = self.text_biased_encoder(
-            text.embeds, text.mask, image_embeds, map_layers, image_kv=image_kv, cls_only=cls_only
+            text.embeds,
+            text.mask,
+            image_embeds,
+            map_layers,
+            image_kv=image_kv,
+            cls_only=cls_only,
+            packed=self.fast_paths.packed_rows,
         )
         return Fused(vision.patches, vision.pooled, fused_text, maps)
 
@@ -233,8 +241,9 @@ class ASAPModel(nn.Module):
         with record_function("asap.image_encoder"):
             image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
         with record_function("asap.text_encoder"):
+            fast = self.fast_paths
             texts = encode_texts(
-                self.text_encoder, batch, aux, self.fast_paths.text_passes, self.fast_paths.cls_only_texts
+                self.text_encoder, batch, aux, fast.text_passes, fast.cls_only_texts, fast.packed_rows
             )
         with record_function("asap.fuse_text"):
             image_kv = None
@@ -373,8 +382,13 @@ class ASAPModel(nn.Module):
         m.update(self.momentum_pairs())
         B, L = batch["input_ids"].shape
         image_embeds = m["image_encoder"](batch["image"])  # (B, 1+N, D)
-        texts = encode_texts(m["text_encoder"], batch, aux, cls_only=self.fast_paths.cls_only_texts)
-        fused_text, _ = m["text_biased_encoder"](texts["text"].embeds, texts["text"].mask, image_embeds)
+        fast = self.fast_paths
+        texts = encode_texts(
+            m["text_encoder"], batch, aux, cls_only=fast.cls_only_texts, packed=fast.packed_rows
+        )
+        fused_text, _ = m["text_biased_encoder"](
+            texts["text"].embeds, texts["text"].mask, image_embeds, packed=fast.packed_rows
+        )
         token_probs = m["token_head"](fused_text[:, 1:L]).softmax(dim=-1)  # (B, L-1, 2)
         image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
         feats = {"image": image_feat}
@@ -406,6 +420,7 @@ def encode_texts(
     kinds: list[str],
     passes: str = "length",
     cls_only: Collection[str] = (),
+    packed: bool = False,
 ) -> dict[str, EncodedText]:
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
@@ -413,7 +428,7 @@ def encode_texts(
     short text pay for its padding), "one" runs a single pass padded to the longest, "each" one pass per kind.
     cls_only: the kinds of which only the [CLS] row is read; E_t's last layer computes that row alone, (B, 1, D),
     in passes of their own. Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not
-    matter).
+    matter). packed: E_t's projections and feed-forward blocks run on the real tokens only (padding rows zero).
     """
     ids = {"text": (batch["input_ids"], batch["attention_mask"])}
     for kind in kinds:
@@ -425,7 +440,7 @@ def encode_texts(
         ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
     encoded: dict[str, EncodedText] = {}
     for group, cls_rows in text_pass_plan({k: t.shape[1] for k, (t, _) in ids.items()}, passes, cls_only):
-        encoded |= _encode_padded(encoder, {k: ids[k] for k in group}, cls_rows)
+        encoded |= _encode_padded(encoder, {k: ids[k] for k in group}, cls_rows, packed)
     return {kind: encoded[kind] for kind in ids}
 
 
@@ -459,7 +474,7 @@ def pass_groups(lengths: dict[str, int], passes: str = "length") -> list[list[st
 
 
 def _encode_padded(
-    encoder: nn.Module, ids: dict[str, tuple[Tensor, Tensor]], cls_only: bool = False
+    encoder: nn.Module, ids: dict[str, tuple[Tensor, Tensor]], cls_only: bool = False, packed: bool = False
 ) -> dict[str, EncodedText]:
     """One E_t pass over the kinds in `ids` (each (B, L_kind)), padded to the longest, cut back per kind.
 
@@ -467,11 +482,11 @@ def _encode_padded(
     """
     if len(ids) == 1:
         ((kind, (t, m)),) = ids.items()
-        return {kind: EncodedText(encoder(t, m, cls_only), m[:, :1] if cls_only else m)}  # (B, L or 1, D)
+        return {kind: EncodedText(encoder(t, m, cls_only, packed), m[:, :1] if cls_only else m)}  # (B, L or 1, D)
     length = max(t.shape[1] for t, _ in ids.values())
     all_ids = torch.cat([F.pad(t, (0, length - t.shape[1])) for t, _ in ids.values()])  # (k*B, Lmax)
     all_mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in ids.values()])  # (k*B, Lmax)
-    embeds = encoder(all_ids, all_mask, cls_only)  # (k*B, Lmax or 1, D)
+    embeds = encoder(all_ids, all_mask, cls_only, packed)  # (k*B, Lmax or 1, D)
     B = all_ids.shape[0] // len(ids)
     return {
         kind: EncodedText(embeds[i * B : (i + 1) * B, : t.shape[1]], m[:, :1] if cls_only else m)  # (B, L_kind, D)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asap.models.packing import Packing
+
 
 @dataclass
 class AttentionMap:
@@ -53,9 +55,15 @@ class MultiHeadAttention(nn.Module):
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
 
-    def keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values of `context` (B, Lk, Dc), each (B, H, Lk, d): computed once when shared by passes."""
-        return self._heads(self.key(context)), self._heads(self.value(context))
+    def keys_values(self, context: Tensor, packing: Packing | None = None) -> tuple[Tensor, Tensor]:
+        """Keys and values of `context` (B, Lk, Dc), or of its real rows (T, Dc) with `packing`, each (B, H, Lk, d).
+
+        Computed once when shared by passes; packed rows are projected alone and padded with zeros (masked keys).
+        """
+        key, value = self.key(context), self.value(context)
+        if packing is not None:
+            key, value = packing.pad(key), packing.pad(value)  # (B, Lk, D)
+        return self._heads(key), self._heads(value)
 
     def forward(
         self,
@@ -64,9 +72,15 @@ class MultiHeadAttention(nn.Module):
         key_mask: Tensor | None = None,
         return_map: bool = False,
         keys_values: tuple[Tensor, Tensor] | None = None,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """x (B, Lq, D), context (B, Lk, Dc) or its `keys_values`, key_mask (B, Lk) 1 = attend -> (B, Lq, D), map."""
-        q = self._heads(self.query(x))  # (B, H, Lq, d)
+        """x (B, Lq, D), context (B, Lk, Dc) or its `keys_values`, key_mask (B, Lk) 1 = attend -> (B, Lq, D), map.
+
+        packing: x is the real rows (T, D) of a padded (B, Lq) batch; the projections run on those rows alone and
+        the output is (T, D) too (the map stays (B, Lq, Lk)).
+        """
+        q = self.query(x)  # (B, Lq, D) or (T, D)
+        q = self._heads(q if packing is None else packing.pad(q))  # (B, H, Lq, d)
         k, v = keys_values if keys_values is not None else self.keys_values(context)  # (B, H, Lk, d) each
         bias = padding_bias(key_mask, q.dtype)  # (B, 1, 1, Lk) or None
         p = self.dropout if self.training else 0.0
@@ -79,5 +93,5 @@ class MultiHeadAttention(nn.Module):
                 attention = AttentionMap(probs=probs.mean(dim=1), scores=scores.mean(dim=1))
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, Lq, d)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1)  # (B, Lq, D)
-        return self.output(out), attention
+        out = out.transpose(1, 2).flatten(2)  # (B, Lq, D)
+        return self.output(out if packing is None else packing.pack(out)), attention

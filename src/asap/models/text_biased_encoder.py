@@ -5,6 +5,7 @@ cross-attention to the image tokens and a feed-forward block (post-norm, as BERT
 MGCA layers can return its text->image map A (eq. 7) for the MGCA loss (eq. 9). The image keys and values of the
 cross-attention can be computed once and shared by several text batches on the same images (text and explanation).
 Where only t_cls^t is used (IED, eq. 4), the last layer computes the [CLS] row alone: the same value, less work.
+With `packed`, the projections and feed-forward blocks run on the real tokens only (`asap.models.packing`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLayer
 
 from asap.models.attention import AttentionMap, MultiHeadAttention
+from asap.models.packing import Packing
 
 ImageKV = tuple[Tensor, Tensor]  # cross-attention keys and values of the image tokens, (B, H, 1+N, d) each
 
@@ -69,17 +71,23 @@ class FusionLayer(nn.Module):
         image: Tensor | None,
         return_map: bool = False,
         image_kv: ImageKV | None = None,
-        queries: int | None = None,
+        cls_only: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """text (B, L, D), text_mask (B, L), image (B, 1+N, Dv) or its `image_kv` -> (B, Q, D), map (B, Q, 1+N).
+        """text (B, L, D), or its real rows (T, D) with `packing`; text_mask (B, L); image (B, 1+N, Dv) or its
+        `image_kv` -> text out (B, L, D) or (T, D), map (B, L, 1+N) or None.
 
-        queries: compute only the first Q rows (all tokens are still keys); default all, Q = L.
+        cls_only: compute the [CLS] rows alone (every real token is still a key) -> (B, 1, D), map (B, 1, 1+N).
         """
-        query = text if queries is None else text[:, :queries]  # (B, Q, D)
-        attended, _ = self.self_attention(query, text, key_mask=text_mask)
-        x = self.self_attention_norm(query + self.dropout(attended))  # (B, Q, D)
+        keys_values = self.self_attention.keys_values(text, packing)  # (B, H, L, d) each
+        query = text
+        if cls_only:
+            query = text[:, :1] if packing is None else text[packing.cls_rows][:, None]  # (B, 1, D)
+            packing = None
+        attended, _ = self.self_attention(query, None, key_mask=text_mask, keys_values=keys_values, packing=packing)
+        x = self.self_attention_norm(query + self.dropout(attended))
         attended, attention = self.cross_attention(  # image has no padding
-            x, image, return_map=return_map, keys_values=image_kv
+            x, image, return_map=return_map, keys_values=image_kv, packing=packing
         )
         x = self.cross_attention_norm(x + self.dropout(attended))
         return self.ffn_norm(x + self.dropout(self.ffn(x))), attention
@@ -104,22 +112,26 @@ class TextBiasedEncoder(nn.Module):
         map_layers: Collection[int] = (),
         image_kv: list[ImageKV] | None = None,
         cls_only: bool = False,
+        packed: bool = False,
     ) -> tuple[Tensor, list[AttentionMap]]:
         """text (B, L, D) from E_t, image (B, 1+N, Dv) from E_v -> fused text (B, L, D), maps of `map_layers`.
 
         image_kv: `image_keys_values(image)`, when already computed for another text batch on the same images.
         cls_only: the last layer computes t_cls^t alone; the output is then (B, 1, D).
+        packed: the layers' row-wise parts run on the real tokens only (`asap.models.packing`); padding rows of
+        the output are then zeros.
         """
         wanted = {i % len(self.layers) for i in map_layers}
         last = len(self.layers) - 1
+        packing = Packing.of(text_mask) if packed else None
+        x = text if packing is None else packing.pack(text)  # (B, L, D) or (T, D)
         maps = []
         for i, layer in enumerate(self.layers):
             kv = None if image_kv is None else image_kv[i]
-            queries = 1 if cls_only and i == last else None
-            text, attention = layer(text, text_mask, image, i in wanted, kv, queries)
+            x, attention = layer(x, text_mask, image, i in wanted, kv, cls_only and i == last, packing)
             if attention is not None:
                 maps.append(attention)
-        return text, maps
+        return (x if packing is None or cls_only else packing.pad(x)), maps
 
     def load_bert_layers(self, bert_layers: list[BertLayer]) -> None:
         """Copy the weights of BERT's upper layers (self-attention, FFN); cross-attention stays as initialised."""
