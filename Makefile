@@ -43,9 +43,9 @@ bench: $(STAMP)  ## speed, memory, FLOP use, fast paths, data loading (docs/perf
 	$(PY) benchmarks/bench.py $(ARGS)
 	$(PY) benchmarks/bench_metrics.py --json logs/bench/metrics.json
 
-bench-base: $(STAMP)  ## the paper's model (ViT-B/16 + BERT-base, random weights): baseline vs full on this CPU, ~4 min
+bench-base: $(STAMP)  ## the paper's model (ViT-B/16 + BERT-base, random weights): baseline vs full on this CPU, ~8 min
 	$(PY) benchmarks/bench.py --model asap_base --batch-size 4 --sections model terms flops --repeats 5 --warmup 1 \
-		--threads 2 --json logs/bench/bench_asap_base.json $(ARGS)
+		--lengths 30,40,64 30,40,100 --json logs/bench/bench_asap_base.json $(ARGS)
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache
