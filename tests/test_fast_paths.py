@@ -12,12 +12,13 @@ import torch
 import yaml
 from PIL import Image
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from asap.data import DGM4DataModule
 from asap.data.image_cache import ImageCache, resize_image
-from asap.models.asap import ASAPOutput, encode_texts, pass_groups, text_pass_plan
+from asap.models.asap import ASAPOutput, FastPaths, encode_texts, pass_groups, text_pass_plan
 from asap.models.attention import MultiHeadAttention
 from asap.models.packing import Packing
 from test_model_asap import build
@@ -82,7 +83,9 @@ def test_text_passes_grouped_by_length_give_the_same_encodings_and_losses() -> N
     batch = make_batch(B=4, L=8, aux_len={"caption": 9, "explanation": 20})  # groups: text+caption, explanation
     kinds = ["caption", "explanation"]
     with torch.no_grad():
-        encoded = {p: encode_texts(model.text_encoder, batch, kinds, p) for p in ("length", "one", "each")}
+        encoded = {
+            p: encode_texts(model.text_encoder, batch, kinds, FastPaths(text_passes=p)) for p in ("length", "one", "each")
+        }
         for kind in ["text", *kinds]:
             reference = encoded["each"][kind]
             for passes in ("length", "one"):
@@ -185,12 +188,22 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
         torch.testing.assert_close(maps_packed[0].probs[real], maps[0].probs[real], atol=1e-6, rtol=1e-4)
         cls_packed, _ = model.text_biased_encoder(padded, mask, image, cls_only=True, packed=True)
         torch.testing.assert_close(cls_packed, fused[:, :1], atol=1e-5, rtol=1e-4)
-        outputs = {}
+        outputs, flops = {}, {}
         for on in (True, False):
             model.fast_paths.packed_rows = on
-            outputs[on] = model(batch)
+            with FlopCounterMode(display=False) as counter:
+                outputs[on] = model(batch, compute_losses=True)
+            flops[on] = counter.get_total_flops()
     assert not batch["attention_mask"].all()  # the text has padding
     assert_same_outputs(outputs[True], outputs[False], batch)
+    assert flops[True] < flops[False]
+    with torch.no_grad():  # E_t's work follows the real tokens: the padding rows' projections and FFNs are skipped
+        with FlopCounterMode(display=False) as packed_count:
+            encoder(ids, mask, packed=True)
+        with FlopCounterMode(display=False) as padded_count:
+            encoder(ids, mask)
+    real_share = mask.float().mean().item()  # 0.65 here
+    assert packed_count.get_total_flops() <= (real_share + 0.05) * padded_count.get_total_flops()
     fusion_ffn = model.text_biased_encoder.layers[0].ffn[0].weight
     assert_fast_path_is_exact(model, batch, "packed_rows", encoder.bert.encoder.layer[0].intermediate.dense.weight)
     assert_fast_path_is_exact(model, batch, "packed_rows", fusion_ffn)

@@ -241,10 +241,7 @@ class ASAPModel(nn.Module):
         with record_function("asap.image_encoder"):
             image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
         with record_function("asap.text_encoder"):
-            fast = self.fast_paths
-            texts = encode_texts(
-                self.text_encoder, batch, aux, fast.text_passes, fast.cls_only_texts, fast.packed_rows
-            )
+            texts = encode_texts(self.text_encoder, batch, aux, self.fast_paths)
         with record_function("asap.fuse_text"):
             image_kv = None
             if train and a.ied and self.fast_paths.share_image_kv:  # the text and explanation passes see the same image
@@ -382,12 +379,9 @@ class ASAPModel(nn.Module):
         m.update(self.momentum_pairs())
         B, L = batch["input_ids"].shape
         image_embeds = m["image_encoder"](batch["image"])  # (B, 1+N, D)
-        fast = self.fast_paths
-        texts = encode_texts(
-            m["text_encoder"], batch, aux, cls_only=fast.cls_only_texts, packed=fast.packed_rows
-        )
+        texts = encode_texts(m["text_encoder"], batch, aux, self.fast_paths)
         fused_text, _ = m["text_biased_encoder"](
-            texts["text"].embeds, texts["text"].mask, image_embeds, packed=fast.packed_rows
+            texts["text"].embeds, texts["text"].mask, image_embeds, packed=self.fast_paths.packed_rows
         )
         token_probs = m["token_head"](fused_text[:, 1:L]).softmax(dim=-1)  # (B, L-1, 2)
         image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
@@ -418,18 +412,18 @@ def encode_texts(
     encoder: nn.Module,
     batch: Mapping[str, Any],
     kinds: list[str],
-    passes: str = "length",
-    cls_only: Collection[str] = (),
-    packed: bool = False,
+    fast_paths: FastPaths | None = None,
 ) -> dict[str, EncodedText]:
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
-    passes: "length" batches the kinds of similar length into one pass (a long explanation does not make the
-    short text pay for its padding), "one" runs a single pass padded to the longest, "each" one pass per kind.
-    cls_only: the kinds of which only the [CLS] row is read; E_t's last layer computes that row alone, (B, 1, D),
-    in passes of their own. Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not
-    matter). packed: E_t's projections and feed-forward blocks run on the real tokens only (padding rows zero).
+    fast_paths (default: all on): `text_passes` "length" batches the kinds of similar length into one pass (a long
+    explanation does not make the short text pay for its padding), "one" runs a single pass padded to the longest,
+    "each" one pass per kind; the `cls_only_texts` kinds are read at [CLS] only, so E_t's last layer computes that
+    row alone, (B, 1, D), in passes of their own; `packed_rows` runs E_t's projections and feed-forward blocks on
+    the real tokens only (padding rows zero). Padding positions get id 0 and mask 0 (masked out everywhere, so
+    their id does not matter).
     """
+    fast = fast_paths or FastPaths()
     ids = {"text": (batch["input_ids"], batch["attention_mask"])}
     for kind in kinds:
         if f"{kind}_ids" not in batch:
@@ -439,8 +433,9 @@ def encode_texts(
             )
         ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
     encoded: dict[str, EncodedText] = {}
-    for group, cls_rows in text_pass_plan({k: t.shape[1] for k, (t, _) in ids.items()}, passes, cls_only):
-        encoded |= _encode_padded(encoder, {k: ids[k] for k in group}, cls_rows, packed)
+    lengths = {k: t.shape[1] for k, (t, _) in ids.items()}
+    for group, cls_rows in text_pass_plan(lengths, fast.text_passes, fast.cls_only_texts):
+        encoded |= _encode_padded(encoder, {k: ids[k] for k in group}, cls_rows, fast.packed_rows)
     return {kind: encoded[kind] for kind in ids}
 
 
