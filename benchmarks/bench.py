@@ -51,7 +51,7 @@ import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
 from asap.data.image_cache import ImageCache
 from asap.data.text import IGNORE_INDEX
 from asap.losses import LossWeights, total_loss
-from asap.models.asap import AUX_TEXTS, ASAPModel, ASAPOutput, FastPaths, text_pass_plan
+from asap.models.asap import AUX_TEXTS, ASAPModel, ASAPOutput, FastPaths, text_pass_groups
 from asap.models.optim import build_optimizer
 from asap.pipeline.common import build_lit_module
 
@@ -60,7 +60,7 @@ SECTIONS = ("model", "terms", "fast", "flops", "data")
 # batch keys (ids, mask) of each text kind (docs/contracts.md)
 TEXT_KEYS = {"text": ("input_ids", "attention_mask"), **{k: (f"{k}_ids", f"{k}_mask") for k in AUX_TEXTS}}
 FAST_PATHS = (
-    "attention", "token_pass", "text_passes", "one_text_pass", "image_kv", "ied_cls", "caption_cls", "packed_rows",
+    "attention", "token_pass", "text_passes", "image_proj", "ied_cls", "caption_cls", "packed_rows",
     "bf16", "compile",
 )
 FILLER_ID = 1996  # "the" in bert-base-uncased: fills the texts of the flops section's --lengths settings
@@ -108,10 +108,9 @@ def batch_summary(batch: dict[str, Any], fast_paths: FastPaths) -> dict[str, Any
     return {
         "size": batch["input_ids"].shape[0],
         "tokens": lengths,
-        "text_pass_groups": [  # "[CLS]" marks a pass whose last layer computes the [CLS] rows only
-            group + (["[CLS]"] if cls_rows else []) for group, cls_rows in text_pass_plan(
-                lengths, fast_paths.text_passes, fast_paths.cls_only_texts
-            )
+        "text_pass_groups": [  # "[CLS]": the pass's last layer computes that kind's [CLS] rows only
+            [kind + (" [CLS]" if kind in fast_paths.cls_only_texts else "") for kind in group]
+            for group in text_pass_groups(list(lengths), fast_paths.text_passes)
         ],
         "image": list(batch["image"].shape[1:]),
     }
@@ -320,18 +319,13 @@ def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]
             both,
         ),
         "text_passes": (
-            "E_t passes by length (vs one per text)",
+            "text, caption, explanation in one E_t pass (vs one pass each)",
             lambda: model_flag(model.fast_paths, "text_passes", "each"),
             train_only,
         ),
-        "one_text_pass": (
-            "E_t passes by length (vs one padded pass)",
-            lambda: model_flag(model.fast_paths, "text_passes", "one"),
-            train_only,
-        ),
-        "image_kv": (
-            "shared image K/V in IED (vs recomputed)",
-            lambda: model_flag(model.fast_paths, "share_image_kv", False),
+        "image_proj": (
+            "IED shares the image's projections (vs recomputed)",
+            lambda: model_flag(model.fast_paths, "share_image_projections", False),
             train_only,
         ),
         "ied_cls": (

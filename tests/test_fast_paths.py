@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from asap.data import DGM4DataModule
 from asap.data.image_cache import ImageCache, resize_image
-from asap.models.asap import ASAPOutput, FastPaths, encode_texts, pass_groups, text_pass_plan
+from asap.models.asap import ASAPOutput, FastPaths, encode_texts, text_pass_groups
 from asap.models.attention import MultiHeadAttention
 from asap.models.packing import Packing
 from test_model_asap import build
@@ -74,42 +74,64 @@ def test_token_head_reads_the_fusion_output_once_and_matches_hammers_extra_pass(
     assert_same_outputs(once, twice, batch)
 
 
-def test_text_passes_grouped_by_length_give_the_same_encodings_and_losses() -> None:
-    assert pass_groups({"text": 26, "caption": 52, "explanation": 56}) == [["text"], ["caption", "explanation"]]
-    assert pass_groups({"text": 26, "caption": 30, "explanation": 90}) == [["text", "caption"], ["explanation"]]
-    assert pass_groups({"text": 26, "caption": 52}, "one") == [["text", "caption"]]
-    assert pass_groups({"text": 26, "caption": 52}, "each") == [["text"], ["caption"]]
+def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
+    """Text, caption and explanation in one E_t pass: each text's rows as BERT's own forward gives them (its
+    [CLS] row alone for a [CLS]-only text), the work of the separate passes, one projection call per layer."""
+    assert text_pass_groups(["text", "caption"]) == [["text", "caption"]]
+    assert text_pass_groups(["text", "caption"], "each") == [["text"], ["caption"]]
+    with pytest.raises(ValueError, match="text passes must be one of"):
+        text_pass_groups(["text"], "length")
     model = build("full").eval()
-    batch = make_batch(B=4, L=8, aux_len={"caption": 9, "explanation": 20})  # groups: text+caption, explanation
-    kinds = ["caption", "explanation"]
+    batch = make_batch(B=4, L=8, aux_len={"caption": 9, "explanation": 20})
+    batch["explanation_mask"][2, 11:] = 0
+    batch["caption_mask"][0, 5:] = 0
+    encoder, kinds = model.text_encoder, ["caption", "explanation"]
+    texts = [(batch[f"{k}_ids"], batch[f"{k}_mask"]) for k in kinds]
+    texts = [(batch["input_ids"], batch["attention_mask"]), *texts]  # text, caption, explanation
+    key_calls = []
+    encoder.bert.encoder.layer[0].attention.self.key.register_forward_hook(lambda *_: key_calls.append(1))
     with torch.no_grad():
-        encoded = {
-            p: encode_texts(model.text_encoder, batch, kinds, FastPaths(text_passes=p)) for p in ("length", "one", "each")
-        }
+        for packed in (True, False):
+            joint = encoder.encode(texts, [False, True, False], packed=packed)
+            for (ids, mask), got, cls_only in zip(texts, joint, [False, True, False], strict=True):
+                reference = encoder(ids, mask)  # BERT's own forward, (B, L, D)
+                real = mask.bool()
+                if cls_only:
+                    assert got.shape == (4, 1, encoder.width)
+                    torch.testing.assert_close(got[:, 0], reference[:, 0], atol=1e-5, rtol=1e-4)
+                else:
+                    assert got.shape == reference.shape  # each text at its own length
+                    torch.testing.assert_close(got[real], reference[real], atol=1e-5, rtol=1e-4)
+        key_calls.clear()
+        with FlopCounterMode(display=False) as joint_count:
+            encoded = {"joint": encode_texts(encoder, batch, kinds, FastPaths(text_passes="joint"))}
+        assert len(key_calls) == 1  # one pass: the layer's projections run once on the rows of all three texts
+        with FlopCounterMode(display=False) as each_count:
+            encoded["each"] = encode_texts(encoder, batch, kinds, FastPaths(text_passes="each"))
+        assert len(key_calls) == 4
+        assert joint_count.get_total_flops() == each_count.get_total_flops()  # attention at each text's own length
         for kind in ["text", *kinds]:
-            reference = encoded["each"][kind]
-            for passes in ("length", "one"):
-                got = encoded[passes][kind]
-                assert got.embeds.shape == reference.embeds.shape  # each kind at its own length
-                real = reference.mask.bool()  # padding positions are masked out everywhere
-                torch.testing.assert_close(got.embeds[real], reference.embeds[real], atol=1e-5, rtol=1e-4)
-        losses = {}
-        for passes in ("length", "one", "each"):
-            model.fast_paths.text_passes = passes
-            losses[passes] = model(batch, compute_losses=True).losses
-    for passes in ("one", "each"):
-        for name, value in losses["length"].items():
-            torch.testing.assert_close(value, losses[passes][name], atol=1e-5, rtol=1e-4)
+            reference, got = encoded["each"][kind], encoded["joint"][kind]
+            assert got.embeds.shape == reference.embeds.shape and torch.equal(got.mask, reference.mask)
+            real = reference.mask.bool()  # padding positions are masked out everywhere
+            torch.testing.assert_close(got.embeds[real], reference.embeds[real], atol=1e-5, rtol=1e-4)
+    embeddings = encoder.bert.embeddings.word_embeddings.weight
+    assert_fast_path_is_exact(model, batch, "text_passes", embeddings, values=("joint", "each"))
 
 
 def assert_fast_path_is_exact(
-    model: nn.Module, batch: dict, switch: str, parameter: torch.Tensor, terms: list[str] | None = None
+    model: nn.Module,
+    batch: dict,
+    switch: str,
+    parameter: torch.Tensor,
+    terms: list[str] | None = None,
+    values: tuple = (True, False),
 ) -> None:
-    """Fast path `switch` on, then off: the same losses (all, or `terms`) and the same non-zero gradient of
-    `parameter` from their sum (eval mode: no dropout draws to differ)."""
+    """Fast path `switch` on, then off (`values`): the same losses (all, or `terms`) and the same non-zero gradient
+    of `parameter` from their sum (eval mode: no dropout draws to differ)."""
     results = []
-    for on in (True, False):
-        setattr(model.fast_paths, switch, on)
+    for value in values:
+        setattr(model.fast_paths, switch, value)
         model.zero_grad()
         losses = {k: v for k, v in model(batch, compute_losses=True).losses.items() if terms is None or k in terms}
         sum(losses.values()).backward()
@@ -122,11 +144,22 @@ def assert_fast_path_is_exact(
     assert fast_grad.abs().sum() > 0
 
 
-def test_shared_image_keys_values_give_the_same_losses_and_gradients() -> None:
-    """IED's image-explanation pass reuses E_mm^t's image keys and values of the image-text pass."""
+def test_shared_image_projections_give_the_same_losses_and_gradients() -> None:
+    """IED's image-explanation pass reuses the image-text pass's image keys and values of E_mm^t and image queries
+    of E_mm^v (computed once)."""
     model, batch = build("full").eval(), make_batch(B=4, L=10)
+    calls = []
+    model.vision_biased_encoder.cross_attention.query.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        model(batch, compute_losses=True)
+        assert len(calls) == 1
+        model.fast_paths.share_image_projections = False
+        model(batch, compute_losses=True)
+        assert len(calls) == 3
     key = model.text_biased_encoder.layers[0].cross_attention.key.weight
-    assert_fast_path_is_exact(model, batch, "share_image_kv", key)
+    assert_fast_path_is_exact(model, batch, "share_image_projections", key)
+    query = model.vision_biased_encoder.cross_attention.query.weight
+    assert_fast_path_is_exact(model, batch, "share_image_projections", query, terms=["ied"])
 
 
 def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
@@ -151,12 +184,10 @@ def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
     mask[1, 4:] = 0  # padding is still masked as a key
     with torch.no_grad():
         every_row = model.text_encoder(ids, mask)
-        cls_row = model.text_encoder(ids, mask, cls_only=True)
+        (cls_row,) = model.text_encoder.encode([(ids, mask)], cls_only=[True])
     assert every_row.shape == (4, 9, model.text_encoder.width) and cls_row.shape == (4, 1, model.text_encoder.width)
     torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
-    assert text_pass_plan({"text": 10, "caption": 9, "explanation": 12}, cls_only=["caption"]) == [
-        (["text", "explanation"], False), (["caption"], True)
-    ]
+    assert FastPaths().cls_only_texts == ("caption",) and FastPaths(caption_cls_only=False).cls_only_texts == ()
     assert_fast_path_is_exact(
         model, batch, "caption_cls_only", model.text_encoder.bert.encoder.layer[-1].output.dense.weight
     )
@@ -174,12 +205,10 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     with torch.no_grad():
         for implementation in ("sdpa", "eager"):
             encoder.bert.config._attn_implementation = implementation
-            padded, packed = encoder(ids, mask), encoder(ids, mask, packed=True)  # (B, L, D) each
+            padded, (packed,) = encoder(ids, mask), encoder.encode([(ids, mask)])  # (B, L, D) each
             torch.testing.assert_close(packed[real], padded[real], atol=1e-5, rtol=1e-4)
             assert packed[~real].abs().max() == 0
-            torch.testing.assert_close(
-                encoder(ids, mask, cls_only=True, packed=True), padded[:, :1], atol=1e-5, rtol=1e-4
-            )
+            torch.testing.assert_close(encoder.encode([(ids, mask)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4)
         encoder.bert.config._attn_implementation = "sdpa"
         fused, maps = model.text_biased_encoder(padded, mask, image, map_layers=[-1])
         fused_packed, maps_packed = model.text_biased_encoder(padded, mask, image, map_layers=[-1], packed=True)
@@ -199,7 +228,7 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     assert flops[True] < flops[False]
     with torch.no_grad():  # E_t's work follows the real tokens: the padding rows' projections and FFNs are skipped
         with FlopCounterMode(display=False) as packed_count:
-            encoder(ids, mask, packed=True)
+            encoder.encode([(ids, mask)])
         with FlopCounterMode(display=False) as padded_count:
             encoder(ids, mask)
     real_share = mask.float().mean().item()  # 0.65 here
@@ -335,7 +364,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
 
     out = tmp_path / "bench.json"
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
-            "--fast-paths", "token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "packed_rows", "bf16", "--data-root", str(synthetic_root),
+            "--fast-paths", "token_pass", "text_passes", "image_proj", "ied_cls", "caption_cls", "packed_rows", "bf16", "--data-root", str(synthetic_root),
             "--lengths", "12,20,30", "12,40,60",
             "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
@@ -348,7 +377,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     ratios = result["model"]["full_over_baseline"]
     assert ratios["infer_flops"] == 1.0 and ratios["train_flops"] > 1.0  # ASAP's parts cost only in training
     assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
-    fast_paths = {"token_pass", "text_passes", "image_kv", "ied_cls", "caption_cls", "packed_rows", "bf16"}
+    fast_paths = {"token_pass", "text_passes", "image_proj", "ied_cls", "caption_cls", "packed_rows", "bf16"}
     assert set(result["fast_paths"]) == fast_paths
     assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
     own, short, long = result["flops"]  # the batch as loaded, then the two --lengths settings

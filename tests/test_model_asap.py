@@ -39,7 +39,8 @@ def build(ablation: str | dict = "full", loss: dict | None = None, seed: int = 0
 
 
 class CallLog:
-    """Forward hooks that record, per module name, the batch size of every call and the kwargs."""
+    """Forward hooks that record, per module name, the batch size of every call (E_t: of every text of every
+    `encode` pass), and the explicit attention maps asked for."""
 
     def __init__(self, model: ASAPModel, names: list[str]) -> None:
         self.rows: dict[str, list[int]] = defaultdict(list)
@@ -47,6 +48,13 @@ class CallLog:
         for name in names:
             module = model.get_submodule(name)
             module.register_forward_hook(lambda m, args, out, n=name: self.rows[n].append(args[0].shape[0]))
+        encode = model.text_encoder.encode  # E_t: the batch size of every text of every pass
+
+        def logged_encode(texts: list, *args: Any, **kwargs: Any) -> list:
+            self.rows["text_encoder"].append([ids.shape[0] for ids, _ in texts])
+            return encode(texts, *args, **kwargs)
+
+        model.text_encoder.encode = logged_encode
         for module in model.text_biased_encoder.modules():
             if type(module).__name__ == "MultiHeadAttention":
                 module.register_forward_pre_hook(self._count_maps, with_kwargs=True)
@@ -88,24 +96,23 @@ def test_each_ablation_returns_exactly_its_terms_finite_and_reaching_every_param
 
 
 def test_switched_off_parts_are_not_computed() -> None:
-    """Rows per call (B = 4), texts in one E_t pass (the caption's [CLS]-only pass apart); IED adds a B-row pass
-    (no maps) to both multimodal encoders."""
+    """Rows per call (B = 4), every text in one E_t pass; IED adds a B-row pass (no maps) to both multimodal
+    encoders."""
     batch = make_batch(B=4, L=8)  # carries captions and explanations in every case
-    names = ["text_encoder", "text_biased_encoder", "vision_biased_encoder", "ied_head", "patch_head"]
-    # ablation: rows into E_t, E_mm^t, E_mm^v, the IED head, the PMM head; explicit attention maps
+    names = ["text_biased_encoder", "vision_biased_encoder", "ied_head", "patch_head"]
+    # ablation: texts of each E_t pass, rows into E_mm^t, E_mm^v, the IED head, the PMM head; explicit maps
     expected = {
-        "full": ([8, 4], [4, 4], [4, 4], [4], [4], 1),
-        "baseline": ([4], [4], [4], [], [], 0),
-        "lma": ([8, 4], [4, 4], [4, 4], [4], [], 0),
-        "caption_only": ([4, 4], [4], [4], [], [4], 1),
-        "no_ied": ([8, 4], [4], [4], [], [4], 1),
+        "full": ([[4, 4, 4]], [4, 4], [4, 4], [4], [4], 1),
+        "baseline": ([[4]], [4], [4], [], [], 0),
+        "lma": ([[4, 4, 4]], [4, 4], [4, 4], [4], [], 0),
+        "caption_only": ([[4, 4]], [4], [4], [], [4], 1),
+        "no_ied": ([[4, 4, 4]], [4], [4], [], [4], 1),
     }
     for name, rows in expected.items():
         model = build({**conf("ablation", "full"), "ied": False} if name == "no_ied" else name)
-        model.fast_paths.text_passes = "one"  # one E_t pass per row kind (default "length" groups them by length)
         calls = CallLog(model, [n for n in names if getattr(model, n) is not None])
         model.train()(batch)
-        assert (*(calls.rows[n] for n in names), calls.maps_asked) == rows, name
+        assert (*(calls.rows[n] for n in ["text_encoder", *names]), calls.maps_asked) == rows, name
     baseline = build("baseline")
     assert baseline.ied_head is None and baseline.patch_head is None and baseline.delta is None
 
@@ -115,14 +122,14 @@ def test_inference_of_full_costs_the_same_as_baseline() -> None:
     rows = {}
     for ablation in ("full", "baseline"):
         model = build(ablation).eval()
-        calls = CallLog(model, ["text_encoder", "text_biased_encoder", "vision_biased_encoder"])
+        calls = CallLog(model, ["text_biased_encoder", "vision_biased_encoder"])
         with torch.no_grad():
             model(batch)
         rows[ablation] = (dict(calls.rows), calls.maps_asked)
     assert (
         rows["full"]
         == rows["baseline"]
-        == ({"text_encoder": [4], "text_biased_encoder": [4], "vision_biased_encoder": [4]}, 0)
+        == ({"text_encoder": [[4]], "text_biased_encoder": [4], "vision_biased_encoder": [4]}, 0)
     )
 
 
@@ -190,6 +197,20 @@ def test_bf16_autocast_forward_and_backward() -> None:
     assert model.image_encoder.vit.patch_embed.proj.weight.grad is not None
 
 
+def momentum_text_passes(model: ASAPModel, batch: dict) -> list[list[bool]]:
+    """One training forward; per E_t pass of the momentum encoder, which texts are computed at [CLS] only."""
+    encoder, passes = model.momentum["text_encoder"], []
+    encode = encoder.encode
+
+    def logged_encode(texts: list, cls_only: list, packed: bool) -> list:
+        passes.append(list(cls_only))
+        return encode(texts, cls_only, packed)
+
+    encoder.encode = logged_encode
+    model.train()(batch)
+    return passes
+
+
 def test_momentum_encoders_queues_and_distillation() -> None:
     model = build("full", momentum={"enabled": True, "queue_size": 16, "decay": 0.5})
     assert {n for n, _ in model.momentum.named_buffers()} >= {"image_queue", "text_queue", "caption_queue"}
@@ -205,6 +226,9 @@ def test_momentum_encoders_queues_and_distillation() -> None:
         before = model.momentum["alignment"].vision_proj.weight.clone()
         model.momentum.update(model.momentum_pairs())
     torch.testing.assert_close(model.momentum["alignment"].vision_proj.weight, 0.5 * before + 0.5 * online)
+    assert momentum_text_passes(model, batch) == [[False, True, True]]  # caption, explanation: [CLS] rows only
+    ied_only = build({**conf("ablation", "full"), "explanation": False}, momentum={"enabled": True})
+    assert momentum_text_passes(ied_only, batch) == [[False, True]]  # no explanation queue: not encoded
 
 
 def test_a_tiny_model_overfits_a_fixed_batch() -> None:

@@ -14,7 +14,6 @@ from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import record_function
 
@@ -48,7 +47,7 @@ from asap.models.image_encoder import build_image_encoder
 from asap.models.mgca import mean_text_to_image_attention, mgca_term
 from asap.models.momentum import MomentumModel
 from asap.models.text_biased_encoder import ImageKV, TextBiasedEncoder
-from asap.models.text_encoder import bert_config, build_text_encoder
+from asap.models.text_encoder import TextEncoder, bert_config, build_text_encoder
 from asap.models.vision_biased_encoder import VisionBiasedEncoder
 
 AUX_TEXTS = ("caption", "explanation")
@@ -80,6 +79,14 @@ class Fused:
     maps: list[AttentionMap]  # text->image maps of the MGCA layers, (B, L, 1+N) each
 
 
+@dataclass
+class SharedImage:
+    """The image's projections that the image-text and image-explanation passes share (same images, same layers)."""
+
+    text_keys_values: list[ImageKV]  # E_mm^t's cross-attention keys and values per layer, (B, H, 1+N, d) each
+    vision_queries: Tensor  # E_mm^v's cross-attention queries, (B, H, 1+N, d)
+
+
 @dataclass(slots=True)  # a misspelt switch raises instead of being set on the side
 class FastPaths:
     """The training fast paths, all on by default; benchmarks/bench.py switches each off to measure it.
@@ -89,13 +96,14 @@ class FastPaths:
     not user options.
     """
 
-    # how text, caption and explanation share E_t passes: "length" (kinds of similar length share one padded
-    # pass), "one" (a single pass padded to the longest), "each" (one pass per kind); see `encode_texts`
-    text_passes: str = "length"
+    # how text, caption and explanation go through E_t: "joint" (one pass: row-wise work batched, attention per
+    # text at its own length) or "each" (one pass per text); see `encode_texts`
+    text_passes: str = "joint"
     # True -> the token head reads an extra E_t + E_mm^t pass from the input ids, as HAMMER's
     hammer_token_pass: bool = False
-    # False -> the image-explanation pass of IED recomputes E_mm^t's image keys and values
-    share_image_kv: bool = True
+    # False -> the image-explanation pass of IED recomputes the image's projections (E_mm^t's keys and values,
+    # E_mm^v's queries)
+    share_image_projections: bool = True
     # False -> the last E_mm^t layer of IED's pass computes every explanation token, not t_cls^t alone
     ied_cls_only: bool = True
     # False -> E_t's last layer computes every caption token, not c_cls alone (eq. 1 reads only c_cls)
@@ -191,21 +199,23 @@ class ASAPModel(nn.Module):
         image_embeds: Tensor,
         text: EncodedText,
         map_layers: list[int],
-        image_kv: list[ImageKV] | None = None,
+        shared: SharedImage | None = None,
         cls_only: bool = False,
     ) -> Fused:
         """E_mm^v (image queries) and E_mm^t (text queries) on image (B, 1+N, D) and text (B, L, D).
 
-        image_kv: E_mm^t's image keys and values when shared with another pass on the same images.
+        shared: the image's projections when shared with another pass on the same images.
         cls_only: E_mm^t's output is t_cls^t alone, (B, 1, D) (its last layer computes only that row).
         """
-        vision = self.vision_biased_encoder(image_embeds, text.embeds, text.mask)
+        vision = self.vision_biased_encoder(
+            image_embeds, text.embeds, text.mask, None if shared is None else shared.vision_queries
+        )
         fused_text, maps = self.text_biased_encoder(
             text.embeds,
             text.mask,
             image_embeds,
             map_layers,
-            image_kv=image_kv,
+            image_kv=None if shared is None else shared.text_keys_values,
             cls_only=cls_only,
             packed=self.fast_paths.packed_rows,
         )
@@ -243,10 +253,13 @@ class ASAPModel(nn.Module):
         with record_function("asap.text_encoder"):
             texts = encode_texts(self.text_encoder, batch, aux, self.fast_paths)
         with record_function("asap.fuse_text"):
-            image_kv = None
-            if train and a.ied and self.fast_paths.share_image_kv:  # the text and explanation passes see the same image
-                image_kv = self.text_biased_encoder.image_keys_values(image_embeds)
-            fused = self.fuse(image_embeds, texts["text"], map_layers, image_kv)  # maps: MGCA layers only
+            shared = None
+            if train and a.ied and self.fast_paths.share_image_projections:  # text and explanation: the same images
+                shared = SharedImage(
+                    self.text_biased_encoder.image_keys_values(image_embeds),
+                    self.vision_biased_encoder.image_queries(image_embeds),
+                )
+            fused = self.fuse(image_embeds, texts["text"], map_layers, shared)  # maps: MGCA layers only
         token_text = self._hammer_token_pass(batch, image_embeds) if self.fast_paths.hammer_token_pass else None
         with record_function("asap.heads"):
             out = self.predict(fused, token_text)
@@ -254,9 +267,9 @@ class ASAPModel(nn.Module):
             explained = None
             if a.ied:  # eq. 4: image + explanation through both multimodal encoders, no maps, F_t only
                 with record_function("asap.fuse_explanation"):
-                    explained = self.fuse(image_embeds, texts["explanation"], [], image_kv, self.fast_paths.ied_cls_only)
+                    explained = self.fuse(image_embeds, texts["explanation"], [], shared, self.fast_paths.ied_cls_only)
             weight = self.cfg.momentum.distill_alpha if distill_weight is None else distill_weight
-            out.losses = self.training_losses(batch, image_embeds, texts, fused, explained, out, aux, weight)
+            out.losses = self.training_losses(batch, image_embeds, texts, fused, explained, out, weight)
         return out
 
     def _hammer_token_pass(self, batch: Mapping[str, Any], image_embeds: Tensor) -> Tensor:
@@ -290,7 +303,6 @@ class ASAPModel(nn.Module):
         fused: Fused,
         explained: Fused | None,
         out: ASAPOutput,
-        aux: list[str],
         weight: float,
     ) -> dict[str, Tensor]:
         """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES).
@@ -302,7 +314,7 @@ class ASAPModel(nn.Module):
         momentum = None
         if self.momentum is not None:
             with record_function("asap.momentum"):
-                momentum = self._momentum_outputs(batch, aux, weight)
+                momentum = self._momentum_outputs(batch, weight)
         with record_function("asap.loss.contrastive"):
             losses = self._contrastive(image_embeds[:, 0], texts, is_real, momentum)
         if explained is not None:  # eq. 4-5
@@ -372,14 +384,16 @@ class ASAPModel(nn.Module):
         }
 
     @torch.no_grad()
-    def _momentum_outputs(self, batch: Mapping[str, Any], aux: list[str], weight: float) -> dict[str, Any]:
+    def _momentum_outputs(self, batch: Mapping[str, Any], weight: float) -> dict[str, Any]:
         """Momentum features, queues and soft targets (ALBEF), token probabilities (HAMMER); then enqueue."""
         assert self.momentum is not None
         m = self.momentum
         m.update(self.momentum_pairs())
         B, L = batch["input_ids"].shape
         image_embeds = m["image_encoder"](batch["image"])  # (B, 1+N, D)
-        texts = encode_texts(m["text_encoder"], batch, aux, self.fast_paths)
+        aux = [k for k in AUX_TEXTS if getattr(self.ablation, k)]  # the contrastive terms' texts
+        cls_only = aux if self.fast_paths.caption_cls_only else ()  # only their [CLS] rows are read
+        texts = encode_texts(m["text_encoder"], batch, aux, self.fast_paths, cls_only)
         fused_text, _ = m["text_biased_encoder"](
             texts["text"].embeds, texts["text"].mask, image_embeds, packed=self.fast_paths.packed_rows
         )
@@ -387,7 +401,7 @@ class ASAPModel(nn.Module):
         image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
         feats = {"image": image_feat}
         contrastive = {}
-        for kind in ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]:
+        for kind in ["text", *aux]:
             feats[kind] = m["alignment"].text(texts[kind].embeds[:, 0])
             image_queue, text_queue = m.queue("image"), m.queue(kind)
             contrastive[kind] = dict(
@@ -404,26 +418,25 @@ class ASAPModel(nn.Module):
         return {"contrastive": contrastive, "token_probs": token_probs}
 
 
-TEXT_PASSES = ("length", "one", "each")
-LENGTH_SLACK = 1.25  # "length": a kind joins a pass when its length is at most this times the pass's shortest
+TEXT_PASSES = ("joint", "each")
 
 
 def encode_texts(
-    encoder: nn.Module,
+    encoder: TextEncoder,
     batch: Mapping[str, Any],
     kinds: list[str],
     fast_paths: FastPaths | None = None,
+    cls_only: Collection[str] | None = None,
 ) -> dict[str, EncodedText]:
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
-    fast_paths (default: all on): `text_passes` "length" batches the kinds of similar length into one pass (a long
-    explanation does not make the short text pay for its padding), "one" runs a single pass padded to the longest,
-    "each" one pass per kind; the `cls_only_texts` kinds are read at [CLS] only, so E_t's last layer computes that
-    row alone, (B, 1, D), in passes of their own; `packed_rows` runs E_t's projections and feed-forward blocks on
-    the real tokens only (padding rows zero). Padding positions get id 0 and mask 0 (masked out everywhere, so
-    their id does not matter).
+    fast_paths (default: all on): `text_passes` "joint" runs every kind in one E_t pass (`TextEncoder.encode`),
+    "each" one pass per kind; the `cls_only` kinds (default: the `cls_only_texts`) are read at [CLS] only, so E_t's
+    last layer computes that row alone, (B, 1, D); `packed_rows` runs E_t's projections and feed-forward blocks on the real tokens only
+    (padding rows zero). Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not matter).
     """
     fast = fast_paths or FastPaths()
+    cls_only = fast.cls_only_texts if cls_only is None else cls_only
     ids = {"text": (batch["input_ids"], batch["attention_mask"])}
     for kind in kinds:
         if f"{kind}_ids" not in batch:
@@ -433,57 +446,17 @@ def encode_texts(
             )
         ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
     encoded: dict[str, EncodedText] = {}
-    lengths = {k: t.shape[1] for k, (t, _) in ids.items()}
-    for group, cls_rows in text_pass_plan(lengths, fast.text_passes, fast.cls_only_texts):
-        encoded |= _encode_padded(encoder, {k: ids[k] for k in group}, cls_rows, fast.packed_rows)
-    return {kind: encoded[kind] for kind in ids}
+    for group in text_pass_groups(list(ids), fast.text_passes):
+        cls_rows = [kind in cls_only for kind in group]
+        outputs = encoder.encode([ids[kind] for kind in group], cls_rows, fast.packed_rows)
+        for kind, embeds, cls_row in zip(group, outputs, cls_rows, strict=True):
+            mask = ids[kind][1]
+            encoded[kind] = EncodedText(embeds, mask[:, :1] if cls_row else mask)  # (B, L_kind or 1, D)
+    return encoded
 
 
-def text_pass_plan(
-    lengths: dict[str, int], passes: str = "length", cls_only: Collection[str] = ()
-) -> list[tuple[list[str], bool]]:
-    """The E_t passes, (kinds, [CLS] row only?) each: `pass_groups` among the kinds read in full, then among the
-    `cls_only` kinds."""
-    plan = []
-    for cls_rows in (False, True):
-        part = {k: n for k, n in lengths.items() if (k in cls_only) == cls_rows}
-        plan += [(group, cls_rows) for group in (pass_groups(part, passes) if part else [])]
-    return plan
-
-
-def pass_groups(lengths: dict[str, int], passes: str = "length") -> list[list[str]]:
-    """The kinds that share an E_t pass: sorted by length, a new pass when one is > LENGTH_SLACK x the shortest."""
+def text_pass_groups(kinds: list[str], passes: str = "joint") -> list[list[str]]:
+    """The kinds of text that share each E_t pass: all in one ("joint") or one pass each ("each")."""
     if passes not in TEXT_PASSES:
         raise ValueError(f"text passes must be one of {TEXT_PASSES}, got {passes!r}")
-    if passes == "one":
-        return [list(lengths)]
-    if passes == "each":
-        return [[kind] for kind in lengths]
-    groups: list[list[str]] = []
-    for kind in sorted(lengths, key=lengths.get):
-        if groups and lengths[kind] <= LENGTH_SLACK * lengths[groups[-1][0]]:
-            groups[-1].append(kind)
-        else:
-            groups.append([kind])
-    return groups
-
-
-def _encode_padded(
-    encoder: nn.Module, ids: dict[str, tuple[Tensor, Tensor]], cls_only: bool = False, packed: bool = False
-) -> dict[str, EncodedText]:
-    """One E_t pass over the kinds in `ids` (each (B, L_kind)), padded to the longest, cut back per kind.
-
-    cls_only: each kind's [CLS] row alone, (B, 1, D) with mask (B, 1).
-    """
-    if len(ids) == 1:
-        ((kind, (t, m)),) = ids.items()
-        return {kind: EncodedText(encoder(t, m, cls_only, packed), m[:, :1] if cls_only else m)}  # (B, L or 1, D)
-    length = max(t.shape[1] for t, _ in ids.values())
-    all_ids = torch.cat([F.pad(t, (0, length - t.shape[1])) for t, _ in ids.values()])  # (k*B, Lmax)
-    all_mask = torch.cat([F.pad(m, (0, length - m.shape[1])) for _, m in ids.values()])  # (k*B, Lmax)
-    embeds = encoder(all_ids, all_mask, cls_only, packed)  # (k*B, Lmax or 1, D)
-    B = all_ids.shape[0] // len(ids)
-    return {
-        kind: EncodedText(embeds[i * B : (i + 1) * B, : t.shape[1]], m[:, :1] if cls_only else m)  # (B, L_kind, D)
-        for i, (kind, (t, m)) in enumerate(ids.items())
-    }
+    return [kinds] if passes == "joint" else [[kind] for kind in kinds]

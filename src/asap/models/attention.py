@@ -65,22 +65,31 @@ class MultiHeadAttention(nn.Module):
             key, value = packing.pad(key), packing.pad(value)  # (B, Lk, D)
         return self._heads(key), self._heads(value)
 
+    def queries(self, x: Tensor) -> Tensor:
+        """Queries of `x` (B, Lq, D), (B, H, Lq, d): computed once when shared by passes."""
+        return self._heads(self.query(x))
+
     def forward(
         self,
-        x: Tensor,
+        x: Tensor | None,
         context: Tensor | None,
         key_mask: Tensor | None = None,
         return_map: bool = False,
         keys_values: tuple[Tensor, Tensor] | None = None,
         packing: Packing | None = None,
+        queries: Tensor | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """x (B, Lq, D), context (B, Lk, Dc) or its `keys_values`, key_mask (B, Lk) 1 = attend -> (B, Lq, D), map.
+        """x (B, Lq, D) or its `queries`, context (B, Lk, Dc) or its `keys_values`, key_mask (B, Lk) 1 = attend
+        -> (B, Lq, D), map.
 
         packing: x is the real rows (T, D) of a padded (B, Lq) batch; the projections run on those rows alone and
         the output is (T, D) too (the map stays (B, Lq, Lk)).
         """
-        q = self.query(x)  # (B, Lq, D) or (T, D)
-        q = self._heads(q if packing is None else packing.pad(q))  # (B, H, Lq, d)
+        if queries is not None:
+            q = queries  # (B, H, Lq, d)
+        else:
+            q = self.query(x)  # (B, Lq, D) or (T, D)
+            q = self._heads(q if packing is None else packing.pad(q))  # (B, H, Lq, d)
         k, v = keys_values if keys_values is not None else self.keys_values(context)  # (B, H, Lk, d) each
         bias = padding_bias(key_mask, q.dtype)  # (B, 1, 1, Lk) or None
         p = self.dropout if self.training else 0.0

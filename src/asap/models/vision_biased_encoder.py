@@ -1,7 +1,8 @@
 """Vision-biased multimodal encoder E_mm^v (ASAP eq. 11; HAMMER's it_cross_attn + aggregator).
 
 {i_cls^v, i_pat^v} = E_mm^v(E_v(I), E_t(T)): image tokens are the queries and attend to the text tokens
-(pre-norm, residual). The patch features i_pat^v feed PMM (eq. 12); an attention aggregator with a learnable
+(pre-norm, residual); the image's queries can be computed once and shared by several text batches on the same
+images (text and explanation). The patch features i_pat^v feed PMM (eq. 12); an attention aggregator with a learnable
 query pools them into F_v, the input of the box detector (supp. §6.1) and of M_it = delta F_v + F_t (eq. 4).
 """
 
@@ -31,11 +32,22 @@ class VisionBiasedEncoder(nn.Module):
         self.aggregator = MultiHeadAttention(dim, num_heads)
         nn.init.trunc_normal_(self.aggregator_query, std=0.02)
 
-    def forward(self, image: Tensor, text: Tensor, text_mask: Tensor) -> VisionBiasedFeatures:
-        """image (B, 1+N, D) from E_v, text (B, L, D) from E_t, text_mask (B, L) -> patches, pooled."""
+    def image_queries(self, image: Tensor) -> Tensor:
+        """The cross-attention queries of image (B, 1+N, D), (B, H, 1+N, d): to share between text batches."""
+        return self.cross_attention.queries(self.cross_attention_norm(image))
+
+    def forward(
+        self, image: Tensor, text: Tensor, text_mask: Tensor, image_queries: Tensor | None = None
+    ) -> VisionBiasedFeatures:
+        """image (B, 1+N, D) from E_v, text (B, L, D) from E_t, text_mask (B, L) -> patches, pooled.
+
+        image_queries: `image_queries(image)`, when already computed for another text batch on the same images.
+        """
+        if image_queries is None:
+            image_queries = self.image_queries(image)  # (B, H, 1+N, d)
         # HAMMER normalises queries and keys with the same LayerNorm (text and image widths are equal)
         attended, _ = self.cross_attention(
-            self.cross_attention_norm(image), self.cross_attention_norm(text), key_mask=text_mask
+            None, self.cross_attention_norm(text), key_mask=text_mask, queries=image_queries
         )
         fused = image + attended  # (B, 1+N, D)
         patches = self.aggregator_norm(fused[:, 1:])  # (B, N, D) without the image [CLS]
