@@ -92,9 +92,9 @@ def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
     encoder.bert.encoder.layer[0].attention.self.key.register_forward_hook(lambda *_: key_calls.append(1))
     with torch.no_grad():
         for packed in (True, False):
-            joint = encoder.encode(texts, [False, True, False], packed=packed)
+            joint = encoder(texts, [False, True, False], packed=packed)
             for (ids, mask), got, cls_only in zip(texts, joint, [False, True, False], strict=True):
-                reference = encoder(ids, mask)  # BERT's own forward, (B, L, D)
+                reference = encoder.bert_forward(ids, mask)  # (B, L, D)
                 real = mask.bool()
                 if cls_only:
                     assert got.shape == (4, 1, encoder.width)
@@ -183,8 +183,8 @@ def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
     ids, mask = batch["caption_ids"], batch["caption_mask"].clone()
     mask[1, 4:] = 0  # padding is still masked as a key
     with torch.no_grad():
-        every_row = model.text_encoder(ids, mask)
-        (cls_row,) = model.text_encoder.encode([(ids, mask)], cls_only=[True])
+        every_row = model.text_encoder.bert_forward(ids, mask)
+        (cls_row,) = model.text_encoder([(ids, mask)], cls_only=[True])
     assert every_row.shape == (4, 9, model.text_encoder.width) and cls_row.shape == (4, 1, model.text_encoder.width)
     torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
     assert FastPaths().cls_only_texts == ("caption",) and FastPaths(caption_cls_only=False).cls_only_texts == ()
@@ -205,10 +205,10 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     with torch.no_grad():
         for implementation in ("sdpa", "eager"):
             encoder.bert.config._attn_implementation = implementation
-            padded, (packed,) = encoder(ids, mask), encoder.encode([(ids, mask)])  # (B, L, D) each
+            padded, (packed,) = encoder.bert_forward(ids, mask), encoder([(ids, mask)])  # (B, L, D) each
             torch.testing.assert_close(packed[real], padded[real], atol=1e-5, rtol=1e-4)
             assert packed[~real].abs().max() == 0
-            torch.testing.assert_close(encoder.encode([(ids, mask)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(encoder([(ids, mask)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4)
         encoder.bert.config._attn_implementation = "sdpa"
         fused, maps = model.text_biased_encoder(padded, mask, image, map_layers=[-1])
         fused_packed, maps_packed = model.text_biased_encoder(padded, mask, image, map_layers=[-1], packed=True)
@@ -228,9 +228,9 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     assert flops[True] < flops[False]
     with torch.no_grad():  # E_t's work follows the real tokens: the padding rows' projections and FFNs are skipped
         with FlopCounterMode(display=False) as packed_count:
-            encoder.encode([(ids, mask)])
+            encoder([(ids, mask)])
         with FlopCounterMode(display=False) as padded_count:
-            encoder(ids, mask)
+            encoder.bert_forward(ids, mask)
     real_share = mask.float().mean().item()  # 0.65 here
     assert packed_count.get_total_flops() <= (real_share + 0.05) * padded_count.get_total_flops()
     fusion_ffn = model.text_biased_encoder.layers[0].ffn[0].weight

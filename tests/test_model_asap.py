@@ -48,13 +48,9 @@ class CallLog:
         for name in names:
             module = model.get_submodule(name)
             module.register_forward_hook(lambda m, args, out, n=name: self.rows[n].append(args[0].shape[0]))
-        encode = model.text_encoder.encode  # E_t: the batch size of every text of every pass
-
-        def logged_encode(texts: list, *args: Any, **kwargs: Any) -> list:
-            self.rows["text_encoder"].append([ids.shape[0] for ids, _ in texts])
-            return encode(texts, *args, **kwargs)
-
-        model.text_encoder.encode = logged_encode
+        model.text_encoder.register_forward_hook(  # E_t: the batch size of every text of every pass
+            lambda m, args, out: self.rows["text_encoder"].append([ids.shape[0] for ids, _ in args[0]])
+        )
         for module in model.text_biased_encoder.modules():
             if type(module).__name__ == "MultiHeadAttention":
                 module.register_forward_pre_hook(self._count_maps, with_kwargs=True)
@@ -199,14 +195,8 @@ def test_bf16_autocast_forward_and_backward() -> None:
 
 def momentum_text_passes(model: ASAPModel, batch: dict) -> list[list[bool]]:
     """One training forward; per E_t pass of the momentum encoder, which texts are computed at [CLS] only."""
-    encoder, passes = model.momentum["text_encoder"], []
-    encode = encoder.encode
-
-    def logged_encode(texts: list, cls_only: list, packed: bool) -> list:
-        passes.append(list(cls_only))
-        return encode(texts, cls_only, packed)
-
-    encoder.encode = logged_encode
+    passes = []
+    model.momentum["text_encoder"].register_forward_hook(lambda m, args, out: passes.append(list(args[1])))
     model.train()(batch)
     return passes
 

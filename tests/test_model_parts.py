@@ -43,11 +43,12 @@ def test_text_encoder_ignores_padding_and_keeps_its_lower_layers() -> None:
     assert len(encoder.bert.encoder.layer) == 1 and len(upper) == 3
     ids = torch.randint(5, 100, (2, 6))
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
-    out = encoder.eval()(ids, mask)
+    (out,) = encoder.eval()([(ids, mask)])
     ids2 = ids.clone()
     ids2[1, 4:] = 7  # change only padded ids
-    torch.testing.assert_close(out[1, :4], encoder(ids2, mask)[1, :4])
-    assert out.shape == (2, 6, 32)
+    torch.testing.assert_close(out[1, :4], encoder([(ids2, mask)])[0][1, :4])
+    torch.testing.assert_close(encoder.bert_forward(ids2, mask)[1, :4], out[1, :4], atol=1e-5, rtol=1e-4)
+    assert out.shape == (2, 6, 32) and out[1, 4:].abs().max() == 0  # padding rows are not computed
 
 
 def test_bert_from_a_local_folder_fills_text_and_fusion_layers(tmp_path) -> None:  # noqa: ANN001

@@ -276,7 +276,7 @@ class ASAPModel(nn.Module):
         """HAMMER's token grounding input: E_t + E_mm^t run again from the ids (benchmark reference only)."""
         with record_function("asap.hammer_token_pass"):
             mask = batch["attention_mask"]
-            text = self.text_encoder(batch["input_ids"], mask)  # (B, L, D)
+            text = self.text_encoder.bert_forward(batch["input_ids"], mask)  # (B, L, D)
             return self.text_biased_encoder(text, mask, image_embeds)[0]  # (B, L, D)
 
     def predict(self, fused: Fused, token_text: Tensor | None = None) -> ASAPOutput:
@@ -430,7 +430,7 @@ def encode_texts(
 ) -> dict[str, EncodedText]:
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
-    fast_paths (default: all on): `text_passes` "joint" runs every kind in one E_t pass (`TextEncoder.encode`),
+    fast_paths (default: all on): `text_passes` "joint" runs every kind in one E_t pass (`TextEncoder`),
     "each" one pass per kind; the `cls_only` kinds (default: the `cls_only_texts`) are read at [CLS] only, so E_t's
     last layer computes that row alone, (B, 1, D); `packed_rows` runs E_t's projections and feed-forward blocks on the real tokens only
     (padding rows zero). Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not matter).
@@ -448,7 +448,7 @@ def encode_texts(
     encoded: dict[str, EncodedText] = {}
     for group in text_pass_groups(list(ids), fast.text_passes):
         cls_rows = [kind in cls_only for kind in group]
-        outputs = encoder.encode([ids[kind] for kind in group], cls_rows, fast.packed_rows)
+        outputs = encoder([ids[kind] for kind in group], cls_rows, fast.packed_rows)
         for kind, embeds, cls_row in zip(group, outputs, cls_rows, strict=True):
             mask = ids[kind][1]
             encoded[kind] = EncodedText(embeds, mask[:, :1] if cls_row else mask)  # (B, L_kind or 1, D)

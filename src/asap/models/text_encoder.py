@@ -2,7 +2,7 @@
 
 As in ALBEF/HAMMER the first `text_layers` BERT layers encode text alone; the remaining layers become the
 text-biased multimodal encoder (`asap.models.text_biased_encoder`). Text, caption and explanation share it and
-`encode` runs them in one pass: their token rows go through each layer's projections and feed-forward block
+its forward runs them in one pass: their token rows go through each layer's projections and feed-forward block
 together, each text's attention runs at its own length (`asap.models.packing`; with `packed`, real tokens only).
 Where only the [CLS] row is read (the caption: c_cls of eq. 1), the last layer computes that row alone: the same
 value, less work (all tokens are still its keys).
@@ -26,18 +26,14 @@ TextBatch = tuple[Tensor, Tensor]  # ids (B, L), attention mask (B, L)
 
 
 class TextEncoder(nn.Module):
-    """BERT embeddings + the first layers: ids (B, L), mask (B, L) -> (B, L, D)."""
+    """BERT embeddings + the first layers: text batches [(ids (B, L), mask (B, L)), ...] -> [(B, L, D), ...]."""
 
     def __init__(self, bert: BertModel) -> None:
         super().__init__()
         self.bert = bert
         self.width: int = bert.config.hidden_size
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """BERT's own forward: ids (B, L), mask (B, L) -> (B, L, D), every position computed."""
-        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    def encode(
+    def forward(
         self, texts: Sequence[TextBatch], cls_only: Sequence[bool] | None = None, packed: bool = True
     ) -> list[Tensor]:
         """Several text batches in one pass -> per batch (B, L, D), or its [CLS] row (B, 1, D) where `cls_only`.
@@ -57,6 +53,10 @@ class TextEncoder(nn.Module):
             part[:, None] if c else p.pad(part)  # (B, 1, D) or (B, L, D)
             for p, c, part in zip(packings, cls_only, rows.split(output_sizes(packings, cls_only)), strict=True)
         ]
+
+    def bert_forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """BERT's own forward: ids (B, L), mask (B, L) -> (B, L, D), every position computed (the reference)."""
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def bert_layer_rows(
