@@ -430,10 +430,11 @@ def encode_texts(
 ) -> dict[str, EncodedText]:
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
-    fast_paths (default: all on): `text_passes` "joint" runs every kind in one E_t pass (`TextEncoder`),
-    "each" one pass per kind; the `cls_only` kinds (default: the `cls_only_texts`) are read at [CLS] only, so E_t's
-    last layer computes that row alone, (B, 1, D); `packed_rows` runs E_t's projections and feed-forward blocks on the real tokens only
-    (padding rows zero). Padding positions get id 0 and mask 0 (masked out everywhere, so their id does not matter).
+    fast_paths (default: all on): `text_passes` "joint" runs every kind in one E_t pass (`TextEncoder`), "each"
+    one pass per kind; `packed_rows` runs E_t's projections and feed-forward blocks on the real tokens only (padding
+    rows zero). The `cls_only` kinds (default: the `cls_only_texts`) are read at [CLS] only, so E_t's last layer
+    computes that row alone, (B, 1, D). Padding positions get id 0 and mask 0 (masked out everywhere, so their id
+    does not matter).
     """
     fast = fast_paths or FastPaths()
     cls_only = fast.cls_only_texts if cls_only is None else cls_only
