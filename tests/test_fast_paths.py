@@ -1,5 +1,6 @@
-"""The fast paths give what the slow paths give: fused attention, one fusion pass for the token head, grouped
-text passes, bf16 autocast and torch.compile (within stated tolerances), and the pre-resized image cache."""
+"""The fast paths give what the slow paths give: fused attention, one fusion pass for the token head, one E_t
+pass for every text, shared image projections, [CLS]-only last layers, packed rows, bf16 autocast and
+torch.compile (within stated tolerances), and the pre-resized image cache."""
 
 from __future__ import annotations
 
