@@ -93,7 +93,7 @@ def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
     encoder.bert.encoder.layer[0].attention.self.key.register_forward_hook(lambda *_: key_calls.append(1))
     with torch.no_grad():
         for packed in (True, False):
-            joint = encoder(texts, [False, True, False], packed=packed)
+            joint = encoder([(ids, Packing.of(mask, packed)) for ids, mask in texts], [False, True, False])
             for (ids, mask), got, cls_only in zip(texts, joint, [False, True, False], strict=True):
                 reference = encoder.bert_forward(ids, mask)  # (B, L, D)
                 real = mask.bool()
@@ -114,7 +114,7 @@ def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
         for kind in ["text", *kinds]:
             reference, got = encoded["each"][kind], encoded["joint"][kind]
             assert got.embeds.shape == reference.embeds.shape and torch.equal(got.mask, reference.mask)
-            real = reference.mask.bool()  # padding positions are masked out everywhere
+            real = reference.mask.bool()[:, : got.embeds.shape[1]]  # real tokens (the caption: its [CLS] row)
             torch.testing.assert_close(got.embeds[real], reference.embeds[real], atol=1e-5, rtol=1e-4)
     embeddings = encoder.bert.embeddings.word_embeddings.weight
     assert_fast_path_is_exact(model, batch, "text_passes", embeddings, values=("joint", "each"))
@@ -170,8 +170,9 @@ def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
     text = torch.randn(4, 7, model.text_encoder.width)
     mask = torch.ones(4, 7, dtype=torch.long)
     mask[1, 5:] = 0  # padding is still masked as a key
-    every_row, _ = model.text_biased_encoder(text, mask, image)
-    cls_row, _ = model.text_biased_encoder(text, mask, image, cls_only=True)
+    packing = Packing.of(mask)
+    every_row, _ = model.text_biased_encoder(text, packing, image)
+    cls_row, _ = model.text_biased_encoder(text, packing, image, cls_only=True)
     assert every_row.shape == (4, 7, text.shape[-1]) and cls_row.shape == (4, 1, text.shape[-1])
     torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
     ffn = model.text_biased_encoder.layers[-1].ffn[0].weight  # its gradient from IED comes from the [CLS] row
@@ -185,7 +186,7 @@ def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
     mask[1, 4:] = 0  # padding is still masked as a key
     with torch.no_grad():
         every_row = model.text_encoder.bert_forward(ids, mask)
-        (cls_row,) = model.text_encoder([(ids, mask)], cls_only=[True])
+        (cls_row,) = model.text_encoder([(ids, Packing.of(mask))], cls_only=[True])
     assert every_row.shape == (4, 9, model.text_encoder.width) and cls_row.shape == (4, 1, model.text_encoder.width)
     torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
     assert FastPaths().cls_only_texts == ("caption",) and FastPaths(caption_cls_only=False).cls_only_texts == ()
@@ -200,23 +201,23 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     model, batch = build("full").eval(), make_batch(B=4, L=10, aux_len={"caption": 9, "explanation": 12})
     ids, mask = batch["explanation_ids"], batch["explanation_mask"].clone()
     mask[1, 4:], mask[3, 9:] = 0, 0
-    real = mask.bool()
+    real, packing = mask.bool(), Packing.of(mask)
     image = model.image_encoder(batch["image"]).detach()
     encoder = model.text_encoder
     with torch.no_grad():
         for implementation in ("sdpa", "eager"):
             encoder.bert.config._attn_implementation = implementation
-            padded, (packed,) = encoder.bert_forward(ids, mask), encoder([(ids, mask)])  # (B, L, D) each
+            padded, (packed,) = encoder.bert_forward(ids, mask), encoder([(ids, packing)])  # (B, L, D) each
             torch.testing.assert_close(packed[real], padded[real], atol=1e-5, rtol=1e-4)
             assert packed[~real].abs().max() == 0
-            torch.testing.assert_close(encoder([(ids, mask)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(encoder([(ids, packing)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4)
         encoder.bert.config._attn_implementation = "sdpa"
-        fused, maps = model.text_biased_encoder(padded, mask, image, map_layers=[-1])
-        fused_packed, maps_packed = model.text_biased_encoder(padded, mask, image, map_layers=[-1], packed=True)
+        fused, maps = model.text_biased_encoder(padded, Packing.of(mask, packed=False), image, map_layers=[-1])
+        fused_packed, maps_packed = model.text_biased_encoder(padded, packing, image, map_layers=[-1])
         torch.testing.assert_close(fused_packed[real], fused[real], atol=1e-5, rtol=1e-4)
         assert fused_packed[~real].abs().max() == 0
         torch.testing.assert_close(maps_packed[0].probs[real], maps[0].probs[real], atol=1e-6, rtol=1e-4)
-        cls_packed, _ = model.text_biased_encoder(padded, mask, image, cls_only=True, packed=True)
+        cls_packed, _ = model.text_biased_encoder(padded, packing, image, cls_only=True)
         torch.testing.assert_close(cls_packed, fused[:, :1], atol=1e-5, rtol=1e-4)
         outputs, flops = {}, {}
         for on in (True, False):
@@ -229,7 +230,7 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     assert flops[True] < flops[False]
     with torch.no_grad():  # E_t's work follows the real tokens: the padding rows' projections and FFNs are skipped
         with FlopCounterMode(display=False) as packed_count:
-            encoder([(ids, mask)])
+            encoder([(ids, packing)])
         with FlopCounterMode(display=False) as padded_count:
             encoder.bert_forward(ids, mask)
     real_share = mask.float().mean().item()  # 0.65 here

@@ -10,6 +10,7 @@ from transformers import BertConfig, BertModel
 from asap.models.attention import MultiHeadAttention
 from asap.models.config import ASAPConfig, ConfigError, ImageEncoderConfig, TextEncoderConfig
 from asap.models.image_encoder import build_image_encoder, sincos_pos_embed
+from asap.models.packing import Packing
 from asap.models.text_biased_encoder import TextBiasedEncoder
 from asap.models.text_encoder import build_text_encoder
 from test_model_factory import conf, micro_model
@@ -43,10 +44,10 @@ def test_text_encoder_ignores_padding_and_keeps_its_lower_layers() -> None:
     assert len(encoder.bert.encoder.layer) == 1 and len(upper) == 3
     ids = torch.randint(5, 100, (2, 6))
     mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
-    (out,) = encoder.eval()([(ids, mask)])
+    (out,) = encoder.eval()([(ids, Packing.of(mask))])
     ids2 = ids.clone()
     ids2[1, 4:] = 7  # change only padded ids
-    torch.testing.assert_close(out[1, :4], encoder([(ids2, mask)])[0][1, :4])
+    torch.testing.assert_close(out[1, :4], encoder([(ids2, Packing.of(mask))])[0][1, :4])
     torch.testing.assert_close(encoder.bert_forward(ids2, mask)[1, :4], out[1, :4], atol=1e-5, rtol=1e-4)
     assert out.shape == (2, 6, 32) and out[1, 4:].abs().max() == 0  # padding rows are not computed
 
@@ -78,10 +79,11 @@ def test_bert_from_a_local_folder_fills_text_and_fusion_layers(tmp_path) -> None
 def test_fusion_layers_return_maps_only_for_the_asked_layers() -> None:
     torch.manual_seed(0)
     fusion = TextBiasedEncoder(BertConfig(**BERT), 3, image_width=32).eval()
-    text, mask, image = torch.randn(2, 6, 32), torch.ones(2, 6, dtype=torch.long), torch.randn(2, 17, 32)
-    plain, maps = fusion(text, mask, image)
+    text, image = torch.randn(2, 6, 32), torch.randn(2, 17, 32)
+    packing = Packing.of(torch.ones(2, 6, dtype=torch.long))
+    plain, maps = fusion(text, packing, image)
     assert maps == []
-    with_maps, maps = fusion(text, mask, image, map_layers=[0, -1])
+    with_maps, maps = fusion(text, packing, image, map_layers=[0, -1])
     assert len(maps) == 2 and maps[0].probs.shape == (2, 6, 17)
     torch.testing.assert_close(plain, with_maps, atol=1e-5, rtol=1e-5)  # the map does not change the output
 

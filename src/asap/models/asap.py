@@ -46,6 +46,7 @@ from asap.models.heads import mlp_head, patch_classifier
 from asap.models.image_encoder import build_image_encoder
 from asap.models.mgca import mean_text_to_image_attention, mgca_term
 from asap.models.momentum import MomentumModel
+from asap.models.packing import Packing
 from asap.models.text_biased_encoder import ImageKV, TextBiasedEncoder
 from asap.models.text_encoder import TextEncoder, bert_config, build_text_encoder
 from asap.models.vision_biased_encoder import VisionBiasedEncoder
@@ -65,8 +66,13 @@ class ASAPOutput:
 
 @dataclass
 class EncodedText:
-    embeds: Tensor  # (B, L, D) E_t output
-    mask: Tensor  # (B, L) 1 = token
+    embeds: Tensor  # (B, L, D) E_t output; (B, 1, D) for a text read at [CLS] only
+    packing: Packing  # the rows E_t computed, reused by E_mm^t
+
+    @property
+    def mask(self) -> Tensor:
+        """(B, L) 1 = token."""
+        return self.packing.key_mask
 
 
 @dataclass
@@ -212,12 +218,11 @@ class ASAPModel(nn.Module):
         )
         fused_text, maps = self.text_biased_encoder(
             text.embeds,
-            text.mask,
+            text.packing,
             image_embeds,
             map_layers,
             image_kv=None if shared is None else shared.text_keys_values,
             cls_only=cls_only,
-            packed=self.fast_paths.packed_rows,
         )
         return Fused(vision.patches, vision.pooled, fused_text, maps)
 
@@ -277,7 +282,7 @@ class ASAPModel(nn.Module):
         with record_function("asap.hammer_token_pass"):
             mask = batch["attention_mask"]
             text = self.text_encoder.bert_forward(batch["input_ids"], mask)  # (B, L, D)
-            return self.text_biased_encoder(text, mask, image_embeds)[0]  # (B, L, D)
+            return self.text_biased_encoder(text, Packing.of(mask, packed=False), image_embeds)[0]  # (B, L, D)
 
     def predict(self, fused: Fused, token_text: Tensor | None = None) -> ASAPOutput:
         """The four DGM4 heads on the text rows; the token head on t_tok^t of `fused` (or on `token_text`)."""
@@ -394,9 +399,7 @@ class ASAPModel(nn.Module):
         aux = [k for k in AUX_TEXTS if getattr(self.ablation, k)]  # the contrastive terms' texts
         cls_only = aux if self.fast_paths.caption_cls_only else ()  # only their [CLS] rows are read
         texts = encode_texts(m["text_encoder"], batch, aux, self.fast_paths, cls_only)
-        fused_text, _ = m["text_biased_encoder"](
-            texts["text"].embeds, texts["text"].mask, image_embeds, packed=self.fast_paths.packed_rows
-        )
+        fused_text, _ = m["text_biased_encoder"](texts["text"].embeds, texts["text"].packing, image_embeds)
         token_probs = m["token_head"](fused_text[:, 1:L]).softmax(dim=-1)  # (B, L-1, 2)
         image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
         feats = {"image": image_feat}
@@ -431,14 +434,14 @@ def encode_texts(
     """{"text": ..., kind: ...}: text, caption, explanation through E_t, each returned at its own length.
 
     fast_paths (default: all on): `text_passes` "joint" runs every kind in one E_t pass (`TextEncoder`), "each"
-    one pass per kind; `packed_rows` runs E_t's projections and feed-forward blocks on the real tokens only (padding
-    rows zero). The `cls_only` kinds (default: the `cls_only_texts`) are read at [CLS] only, so E_t's last layer
+    one pass per kind; `packed_rows` makes each text's `Packing` (kept in `EncodedText`, reused by E_mm^t) the real
+    tokens only, so the projections and feed-forward blocks skip padding (padding rows zero). The `cls_only` kinds (default: the `cls_only_texts`) are read at [CLS] only, so E_t's last layer
     computes that row alone, (B, 1, D). Padding positions get id 0 and mask 0 (masked out everywhere, so their id
     does not matter).
     """
     fast = fast_paths or FastPaths()
     cls_only = fast.cls_only_texts if cls_only is None else cls_only
-    ids = {"text": (batch["input_ids"], batch["attention_mask"])}
+    ids = {"text": (batch["input_ids"], batch["attention_mask"])}  # (B, L) each
     for kind in kinds:
         if f"{kind}_ids" not in batch:
             raise ConfigError(
@@ -446,13 +449,12 @@ def encode_texts(
                 f"(data.load_{kind}) or switch ablation.{kind} off"
             )
         ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
+    packings = {kind: Packing.of(mask, fast.packed_rows) for kind, (_, mask) in ids.items()}
     encoded: dict[str, EncodedText] = {}
     for group in text_pass_groups(list(ids), fast.text_passes):
-        cls_rows = [kind in cls_only for kind in group]
-        outputs = encoder([ids[kind] for kind in group], cls_rows, fast.packed_rows)
-        for kind, embeds, cls_row in zip(group, outputs, cls_rows, strict=True):
-            mask = ids[kind][1]
-            encoded[kind] = EncodedText(embeds, mask[:, :1] if cls_row else mask)  # (B, L_kind or 1, D)
+        outputs = encoder([(ids[kind][0], packings[kind]) for kind in group], [kind in cls_only for kind in group])
+        for kind, embeds in zip(group, outputs, strict=True):
+            encoded[kind] = EncodedText(embeds, packings[kind])  # (B, L_kind or 1, D)
     return encoded
 
 

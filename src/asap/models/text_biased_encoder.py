@@ -5,7 +5,8 @@ cross-attention to the image tokens and a feed-forward block (post-norm, as BERT
 MGCA layers can return its text->image map A (eq. 7) for the MGCA loss (eq. 9). The image keys and values of the
 cross-attention can be computed once and shared by several text batches on the same images (text and explanation).
 Where only t_cls^t is used (IED, eq. 4), the last layer computes the [CLS] row alone: the same value, less work.
-With `packed`, the projections and feed-forward blocks run on the real tokens only (`asap.models.packing`).
+The layers run on the rows of E_t's `Packing` (`asap.models.packing`): with the packed rows, the projections and
+feed-forward blocks see the real tokens only.
 """
 
 from __future__ import annotations
@@ -66,31 +67,32 @@ class FusionLayer(nn.Module):
 
     def forward(
         self,
-        text: Tensor,
-        text_mask: Tensor,
+        rows: Tensor,
+        packing: Packing,
         image: Tensor | None,
         return_map: bool = False,
         image_kv: ImageKV | None = None,
         cls_only: bool = False,
-        packing: Packing | None = None,
     ) -> tuple[Tensor, AttentionMap | None]:
-        """text (B, L, D), or its real rows (T, D) with `packing`; text_mask (B, L); image (B, 1+N, Dv) or its
-        `image_kv` -> text out (B, L, D) or (T, D), map (B, L, 1+N) or None.
+        """The text's rows (T, D) of `packing`; image (B, 1+N, Dv) or its `image_kv` -> rows (T, D), map (B, L, 1+N)
+        or None.
 
-        cls_only: compute the [CLS] rows alone (every real token is still a key) -> (B, 1, D), map (B, 1, 1+N).
+        cls_only: compute the [CLS] rows alone (every real token is still a key) -> (B, D), map (B, 1, 1+N).
         """
-        keys_values = self.self_attention.keys_values(text, packing)  # (B, H, L, d) each
-        query = text
+        keys_values = self.self_attention.keys_values(rows, packing)  # (B, H, L, d) each
+        query, query_packing = rows, packing
         if cls_only:
-            query = text[:, :1] if packing is None else text[packing.cls_rows][:, None]  # (B, 1, D)
-            packing = None
-        attended, _ = self.self_attention(query, None, key_mask=text_mask, keys_values=keys_values, packing=packing)
+            query, query_packing = rows[packing.cls_rows][:, None], None  # (B, 1, D)
+        attended, _ = self.self_attention(
+            query, None, key_mask=packing.key_mask, keys_values=keys_values, packing=query_packing
+        )
         x = self.self_attention_norm(query + self.dropout(attended))
         attended, attention = self.cross_attention(  # image has no padding
-            x, image, return_map=return_map, keys_values=image_kv, packing=packing
+            x, image, return_map=return_map, keys_values=image_kv, packing=query_packing
         )
         x = self.cross_attention_norm(x + self.dropout(attended))
-        return self.ffn_norm(x + self.dropout(self.ffn(x))), attention
+        out = self.ffn_norm(x + self.dropout(self.ffn(x)))
+        return (out[:, 0] if cls_only else out), attention
 
 
 class TextBiasedEncoder(nn.Module):
@@ -107,31 +109,28 @@ class TextBiasedEncoder(nn.Module):
     def forward(
         self,
         text: Tensor,
-        text_mask: Tensor,
+        packing: Packing,
         image: Tensor,
         map_layers: Collection[int] = (),
         image_kv: list[ImageKV] | None = None,
         cls_only: bool = False,
-        packed: bool = False,
     ) -> tuple[Tensor, list[AttentionMap]]:
-        """text (B, L, D) from E_t, image (B, 1+N, Dv) from E_v -> fused text (B, L, D), maps of `map_layers`.
+        """text (B, L, D) from E_t with its `Packing` (E_t's own: real tokens only, or every position), image
+        (B, 1+N, Dv) from E_v -> fused text (B, L, D) (zeros at rows not computed), maps of `map_layers`.
 
         image_kv: `image_keys_values(image)`, when already computed for another text batch on the same images.
         cls_only: the last layer computes t_cls^t alone; the output is then (B, 1, D).
-        packed: the layers' row-wise parts run on the real tokens only (`asap.models.packing`); padding rows of
-        the output are then zeros.
         """
         wanted = {i % len(self.layers) for i in map_layers}
         last = len(self.layers) - 1
-        packing = Packing.of(text_mask) if packed else None
-        x = text if packing is None else packing.pack(text)  # (B, L, D) or (T, D)
+        rows = packing.pack(text)  # (T, D)
         maps = []
         for i, layer in enumerate(self.layers):
             kv = None if image_kv is None else image_kv[i]
-            x, attention = layer(x, text_mask, image, i in wanted, kv, cls_only and i == last, packing)
+            rows, attention = layer(rows, packing, image, i in wanted, kv, cls_only and i == last)
             if attention is not None:
                 maps.append(attention)
-        return (x if packing is None or cls_only else packing.pad(x)), maps
+        return (rows[:, None] if cls_only else packing.pad(rows)), maps
 
     def load_bert_layers(self, bert_layers: list[BertLayer]) -> None:
         """Copy the weights of BERT's upper layers (self-attention, FFN); cross-attention stays as initialised."""

@@ -3,7 +3,7 @@
 As in ALBEF/HAMMER the first `text_layers` BERT layers encode text alone; the remaining layers become the
 text-biased multimodal encoder (`asap.models.text_biased_encoder`). Text, caption and explanation share it and
 its forward runs them in one pass: their token rows go through each layer's projections and feed-forward block
-together, each text's attention runs at its own length (`asap.models.packing`; with `packed`, real tokens only).
+together, each text's attention runs at its own length (`asap.models.packing`: real tokens only, or every position).
 Where only the [CLS] row is read (the caption: c_cls of eq. 1), the last layer computes that row alone: the same
 value, less work (all tokens are still its keys).
 """
@@ -22,27 +22,25 @@ from asap.models.attention import padding_bias
 from asap.models.config import ConfigError, TextEncoderConfig
 from asap.models.packing import Packing
 
-TextBatch = tuple[Tensor, Tensor]  # ids (B, L), attention mask (B, L)
+TextBatch = tuple[Tensor, Packing]  # ids (B, L) and their Packing (attention mask, rows computed)
 
 
 class TextEncoder(nn.Module):
-    """BERT embeddings + the first layers: text batches [(ids (B, L), mask (B, L)), ...] -> [(B, L, D), ...]."""
+    """BERT embeddings + the first layers: text batches [(ids (B, L), Packing), ...] -> [(B, L, D), ...]."""
 
     def __init__(self, bert: BertModel) -> None:
         super().__init__()
         self.bert = bert
         self.width: int = bert.config.hidden_size
 
-    def forward(
-        self, texts: Sequence[TextBatch], cls_only: Sequence[bool] | None = None, packed: bool = True
-    ) -> list[Tensor]:
+    def forward(self, texts: Sequence[TextBatch], cls_only: Sequence[bool] | None = None) -> list[Tensor]:
         """Several text batches in one pass -> per batch (B, L, D), or its [CLS] row (B, 1, D) where `cls_only`.
 
-        packed: the projections and feed-forward blocks run on the real tokens only (padding rows of the output
-        are zeros); otherwise on every position, as BERT's forward. The values are BERT's at every real token.
+        Each batch's `Packing` says which rows are computed: the real tokens only (padding rows of the output are
+        zeros) or every position, as BERT's forward. The values are BERT's at every real token.
         """
         cls_only = list(cls_only or [False] * len(texts))
-        packings = [Packing.of(mask, packed) for _, mask in texts]
+        packings = [packing for _, packing in texts]
         embeddings = [self.bert.embeddings(input_ids=ids) for ids, _ in texts]  # (B, L, D) each
         rows = _cat([p.pack(x) for p, x in zip(packings, embeddings, strict=True)])  # (T, D)
         *lower, last = self.bert.encoder.layer
