@@ -112,7 +112,8 @@ class FastPaths:
     share_image_projections: bool = True
     # False -> the last E_mm^t layer of IED's pass computes every explanation token, not t_cls^t alone
     ied_cls_only: bool = True
-    # False -> E_t's last layer computes every caption token, not c_cls alone (eq. 1 reads only c_cls)
+    # False -> E_t's last layer computes every caption token, not c_cls alone (eq. 1 reads only c_cls); in the
+    # momentum pass, every auxiliary text's tokens (only their [CLS] rows feed the queues)
     caption_cls_only: bool = True
     # False -> the projections and feed-forward blocks of E_t and E_mm^t run on padding tokens too
     packed_rows: bool = True
