@@ -20,3 +20,10 @@ def ied_loss(logits: Tensor, is_real: Tensor) -> Tensor:
         raise ValueError(f"ied_loss: {logits.numel()} logits for {is_real.numel()} labels")
     logits = logits.float().reshape(-1)  # (B,)
     return F.binary_cross_entropy_with_logits(logits, is_real.float().reshape(-1))
+
+
+@float32_loss
+def ied_official_loss(logits: Tensor, binary_label: Tensor) -> Tensor:
+    """`loss.ied_form=official`: ASAP's loss_IED, cross-entropy of the 2-way head's logits (B, 2) against
+    binary_label (B,) (0 = real image and text, 1 = manipulated; itm_labels_m, models/ASAP.py l. 371-374)."""
+    return F.cross_entropy(logits.float(), binary_label.long())
