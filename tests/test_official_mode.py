@@ -375,3 +375,20 @@ def test_paper_mode_is_the_default_and_official_differs(tokenizer: Any) -> None:
     with_sep = encode_aux(tokenizer, "a man speaks at a rally", final_sep=True)
     without = encode_aux(tokenizer, "a man speaks at a rally", final_sep=official_mode()["data"]["aux_final_sep"])
     assert with_sep[-1] == tokenizer.sep_token_id and without == with_sep[:-1]
+
+
+def test_official_aux_texts_reach_the_batch_without_their_final_sep(make_dgm4, dgm4_record, tokenizer_dir) -> None:
+    from test_data_module import _dm, _write_cache
+
+    record = dgm4_record(3, "orig", text="Anna smiles at the beach.")
+    root = make_dgm4({"train": [record]})
+    _write_cache(root, "caption", [(record["image"], record["text"], "A smiling woman, on a beach!")])
+    _write_cache(root, "explanation", [(record["image"], record["text"], "Anna is a footballer.")])
+    samples = {}
+    for final_sep in (True, official_mode()["data"]["aux_final_sep"]):
+        dm = _dm(root, tokenizer_dir, load_caption=True, load_explanation=True, aux_final_sep=final_sep)
+        samples[final_sep] = dm.build_dataset("train")[0]
+    sep = dm.tokenizer.sep_token_id
+    for kind in ("caption", "explanation"):
+        paper, official = samples[True][f"{kind}_ids"], samples[False][f"{kind}_ids"]
+        assert paper[-1] == sep and torch.equal(official, paper[:-1]) and sep not in official.tolist()
