@@ -392,3 +392,9 @@ def test_official_aux_texts_reach_the_batch_without_their_final_sep(make_dgm4, d
     for kind in ("caption", "explanation"):
         paper, official = samples[True][f"{kind}_ids"], samples[False][f"{kind}_ids"]
         assert paper[-1] == sep and torch.equal(official, paper[:-1]) and sep not in official.tolist()
+
+
+def test_momentum_defects_need_momentum() -> None:
+    for defect in ("i2p_target_typo", "aux_queues_from_text"):
+        with pytest.raises(ConfigError, match="momentum"):
+            official_config(momentum=False, **{defect: True})

@@ -319,13 +319,11 @@ class ASAPConfig:
 
     def _check_defects(self) -> None:
         """A defect switch on where its term has no official line to reproduce is a config error, not a no-op."""
-        loss, d = self.loss, self.loss.defects
+        loss, d, momentum = self.loss, self.loss.defects, self.model.momentum.enabled
+        official_momentum = "loss.contrastive_form=official and model.momentum.enabled (soft targets, queues)"
         needs = {
-            "i2p_target_typo": ("loss.contrastive_form=official", loss.contrastive_form == "official"),
-            "aux_queues_from_text": (
-                "loss.contrastive_form=official and model.momentum.enabled",
-                loss.contrastive_form == "official" and self.model.momentum.enabled,
-            ),
+            "i2p_target_typo": (official_momentum, loss.contrastive_form == "official" and momentum),
+            "aux_queues_from_text": (official_momentum, loss.contrastive_form == "official" and momentum),
             "mgca_batch_tokens": ("loss.mgca.form=official", loss.mgca.form == "official"),
             "mgca_cls_shift": ("loss.mgca.form=official", loss.mgca.form == "official"),
             "mgca_padding": ("loss.mgca.form=official", loss.mgca.form == "official"),
