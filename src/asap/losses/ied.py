@@ -3,6 +3,7 @@
 Eq. 4: p(I, E) = sigmoid(MLP(delta F_mm^v + F_mm^t)), the probability that the pair is real.
 Eq. 5: L_IED = -I(I, T) log p(I, E) - (1 - I(I, T)) log(1 - p(I, E)), I = 1 when neither image nor text is
 manipulated. Computed as binary cross-entropy with logits in float32, mean over the batch.
+Official mode (`ied_official_loss`): ASAP's 2-way head and cross-entropy, label 0 = real (models/ASAP.py l. 371-374).
 """
 
 from __future__ import annotations

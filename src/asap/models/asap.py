@@ -4,6 +4,9 @@ Inference: E_v(I), E_t(T) -> vision-biased E_mm^v (box, F_v) and text-biased E_m
 binary / multi-label heads on M_it = delta F_v + F_t (supp. §6). Training adds, each when switched on:
 VLC (eq. 1-3) over text, caption and explanation, IED (eq. 4-5), MGCA (eq. 7-9), PMM (eq. 10-12), the DGM4
 task losses (supp. §6) and, as an option, ALBEF-style momentum encoders with queues and token distillation.
+Official mode (conf/mode/official.yaml, docs/fidelity.md) swaps in, term by term, what ASAP's and HAMMER's training
+code compute: `mac` + `aux_vlc` for VLC, the 2-way IED head, MGCA on pre-softmax scores, PMM over all cells, ASAP's
+vision-biased block and its two scalars; `loss.defects.*` reproduce the code's defects one by one.
 """
 
 from __future__ import annotations
@@ -334,7 +337,7 @@ class ASAPModel(nn.Module):
         out: ASAPOutput,
         weight: float,
     ) -> dict[str, Tensor]:
-        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES).
+        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES), in the loss config's forms.
 
         `fused`: the image-text pass (maps of the MGCA layers); `explained`: the image-explanation pass (IED).
         """
