@@ -71,7 +71,9 @@ def test_sweep_presets_compose_and_sweep_known_keys(sweep: str) -> None:
         assert OmegaConf.select(cfg, key) is not None, f"{sweep} sweeps {key}, which the config does not have"
 
 
-@pytest.mark.parametrize("group", ["ablation", "trainer", "logger", "callbacks", "debug", "launcher", "data", "model"])
+@pytest.mark.parametrize(
+    "group", ["ablation", "trainer", "logger", "callbacks", "debug", "launcher", "data", "model", "mode"]
+)
 def test_every_group_option_composes(group: str) -> None:
     for option in _options(group):
         cfg = _compose([f"{group}={option}", "data.root=/tmp/dgm4"] if group != "data" else [f"data={option}"])
@@ -96,5 +98,5 @@ def test_unknown_option_lists_the_valid_choices() -> None:
 def test_help_lists_the_groups() -> None:
     run = subprocess.run([sys.executable, str(ROOT / "src/train.py"), "--help"], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0
-    for group in ("ablation", "experiment", "sweep", "model", "data", "logger", "trainer"):
+    for group in ("ablation", "experiment", "sweep", "model", "data", "logger", "trainer", "mode"):
         assert f"{group}:" in run.stdout

@@ -132,8 +132,9 @@ def test_loss_weights_defaults_are_hammer_and_asap() -> None:
 
 
 def test_total_loss_eq13() -> None:
-    # bic 1, mlc 2, bbox 3, giou 4, tmg 5, itc 6, vlc 7, ied 8, mgca 9, pmm 10
-    expected = 1 + 2 + 0.1 * 3 + 0.1 * 4 + 5 + 0.1 * 6 + (7 + 8) + 0.1 * 9 + 0.01 * 10
+    # bic 1, mlc 2, bbox 3, giou 4, tmg 5, itc 6, vlc 7, ied 8, mgca 9, pmm 10; official mode's mac 11 (under
+    # itc's weight, HAMMER's loss_MAC_wgt) and aux_vlc 12 (under lma)
+    expected = 1 + 2 + 0.1 * 3 + 0.1 * 4 + 5 + 0.1 * 6 + (7 + 8) + 0.1 * 9 + 0.01 * 10 + 0.1 * 11 + 12
     assert total_loss(ALL_TERMS, LossWeights()).item() == pytest.approx(expected, rel=1e-6)
     w = LossWeights(lma=0.5, alpha=1.0, lambda_=0.0)
     assert total_loss(
@@ -148,7 +149,7 @@ def test_total_loss_skips_absent_and_rejects_unknown() -> None:
     loss.backward()
     assert terms["bbox"].grad is not None and terms["bbox"].grad.item() == pytest.approx(0.1)
     with pytest.raises(KeyError):
-        total_loss({"bic": torch.tensor(1.0), "mac": torch.tensor(1.0)}, LossWeights())
+        total_loss({"bic": torch.tensor(1.0), "loss_MAC": torch.tensor(1.0)}, LossWeights())
     with pytest.raises(ValueError):
         total_loss({}, LossWeights())
     assert weighted_terms({"pmm": torch.tensor(3.0)}, LossWeights())["pmm"].item() == pytest.approx(0.03)

@@ -41,6 +41,7 @@ class DGM4DataModule(L.LightningDataModule):
         batch_size, eval_batch_size: per-step batch sizes (eval defaults to `batch_size`).
         num_workers, pin_memory, persistent_workers, drop_last: DataLoader settings (drop_last: train only).
         max_words, max_text_length, max_aux_length: protocol word cut (50), text tokens (128), aux-text tokens.
+        aux_final_sep: captions / explanations end with [SEP] (paper mode); false in official mode (conf/mode).
         train_augment: the protocol's light RandAugment on train (the flip always happens on train).
         load_caption, load_explanation: serve cached captions / explanations for the splits in `aux_splits`.
         caption_file, explanation_file: `AuxTextCache` files, relative to `root`.
@@ -70,6 +71,7 @@ class DGM4DataModule(L.LightningDataModule):
         max_words: int = 50,
         max_text_length: int = 128,
         max_aux_length: int = 128,
+        aux_final_sep: bool = True,
         train_augment: bool = True,
         load_caption: bool = False,
         load_explanation: bool = False,
@@ -145,6 +147,7 @@ class DGM4DataModule(L.LightningDataModule):
             max_words=hp.max_words,
             max_text_length=hp.max_text_length,
             max_aux_length=hp.max_aux_length,
+            aux_final_sep=hp.aux_final_sep,
             captions=aux["caption"],
             explanations=aux["explanation"],
             image_cache=ImageCache(hp.image_cache, hp.image_size) if hp.image_cache else None,

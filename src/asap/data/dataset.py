@@ -38,6 +38,7 @@ class DGM4Dataset(Dataset):
         max_words: int = 50,
         max_text_length: int = 128,
         max_aux_length: int = 128,
+        aux_final_sep: bool = True,
         captions: Sequence[str] | None = None,
         explanations: Sequence[str] | None = None,
         image_cache: ImageCache | None = None,
@@ -52,6 +53,7 @@ class DGM4Dataset(Dataset):
         self.max_words = max_words
         self.max_text_length = max_text_length
         self.max_aux_length = max_aux_length
+        self.aux_final_sep = aux_final_sep
         self.image_cache = image_cache  # images pre-resized to S x S on first use (asap.data.image_cache)
         self.texts = [clean_text(rec["text"], max_words) for _, rec in self.entries]
         self.captions = self._clean_aux(captions, "caption")
@@ -137,9 +139,9 @@ class DGM4Dataset(Dataset):
         }
         if self.captions is not None:
             sample["caption_ids"] = torch.tensor(
-                encode_aux(self.tokenizer, self.captions[i], self.max_aux_length)
+                encode_aux(self.tokenizer, self.captions[i], self.max_aux_length, self.aux_final_sep)
             )
         if self.explanations is not None:
-            ids = encode_aux(self.tokenizer, self.explanations[i], self.max_aux_length)
+            ids = encode_aux(self.tokenizer, self.explanations[i], self.max_aux_length, self.aux_final_sep)
             sample["explanation_ids"] = torch.tensor(ids)
         return sample

@@ -46,9 +46,13 @@ def encode_text(
     return list(enc["input_ids"][:-1]), labels
 
 
-def encode_aux(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int = 128) -> list[int]:
-    """Auxiliary text (caption / explanation) -> `[CLS] .. [SEP]` ids."""
-    return list(tokenizer(text, max_length=max_length, truncation=True, add_special_tokens=True)["input_ids"])
+def encode_aux(
+    tokenizer: PreTrainedTokenizerBase, text: str, max_length: int = 128, final_sep: bool = True
+) -> list[int]:
+    """Auxiliary text (caption / explanation) -> `[CLS] .. [SEP]` ids; without the final [SEP] when not
+    `final_sep` (official mode: ASAP's text_input_adjust drops it from every text)."""
+    ids = list(tokenizer(text, max_length=max_length, truncation=True, add_special_tokens=True)["input_ids"])
+    return ids if final_sep else ids[:-1]
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

@@ -15,7 +15,8 @@ it applies to.
 Momentum variant (ALBEF/HAMMER): the keys are the momentum features (`image_keys`/`text_keys`) followed by a
 queue (`image_queue`/`text_queue`, (K, D)); the distillation target is
 (1 - alpha) * hard + alpha * softmax(momentum similarities) (`momentum_targets`). Each direction uses its own
-momentum similarities (the official ASAP code takes the i2e target from the e2i similarities: not repeated).
+momentum similarities (the official ASAP code takes the i2e target from the e2i similarities: not repeated, except in
+official mode with `loss.defects.i2p_target_typo`, asap.losses.official_contrastive).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ image [CLS]; the caller drops both before calling. Padding tokens are excluded f
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -29,6 +30,34 @@ def guidance_mask(token_labels: Tensor, patch_labels: Tensor) -> tuple[Tensor, T
     return G, valid
 
 
+def official_guidance(
+    token_labels: Tensor,
+    patch_labels: Tensor,
+    batch_tokens: bool = False,
+    cls_shift: bool = False,
+    padding: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Eq. 8 as `mgca.form=official` builds it, each official defect a switch -> G (B, R, N), valid (B, R, N).
+
+    Rows: the word tokens (R = L-1, as `token_labels`); with `cls_shift` every position of the text, [CLS] first
+    (R = L), each token's mark one row up (ASAP's attentionMapGT spans text_embeds.size(1) columns while its
+    positions index the tokens without [CLS]). `batch_tokens`: every sample's manipulated tokens marked in every
+    sample. `padding`: padding rows count. Columns: the N image patches, 1 where `patch_labels` == 1.
+    """
+    token_fake = token_labels == 1  # (B, L-1)
+    if batch_tokens:
+        token_fake = token_fake.any(dim=0, keepdim=True).expand_as(token_fake)  # (B, L-1)
+    real = token_labels != IGNORE_INDEX  # (B, L-1)
+    if cls_shift:
+        column = torch.zeros_like(real[:, :1])  # (B, 1)
+        token_fake = torch.cat([token_fake, column], dim=1)  # (B, L): mark of token k+1 on row k
+        real = torch.cat([~column, real], dim=1)  # (B, L): [CLS] is a real row
+    if padding:
+        real = torch.ones_like(real)
+    G = (token_fake[:, :, None] | (patch_labels == 1)[:, None, :]).float()  # (B, R, N)
+    return G, real[:, :, None].expand_as(G)
+
+
 def _head_mean(x: Tensor) -> Tensor:
     """(B, H, Lt, N) -> (B, Lt, N): mean over heads (eq. 7 per head); (B, Lt, N) passes through."""
     return x.float().mean(dim=1) if x.dim() == 4 else x.float()
@@ -45,7 +74,9 @@ def mgca_loss(attention: Tensor, guidance: Tensor, valid: Tensor) -> Tensor:
 def mgca_official_loss(scores: Tensor, guidance: Tensor, valid: Tensor) -> Tensor:
     """`mgca.form=official`: BCE-with-logits of pre-softmax scores (B, Lt, N) (head-averaged) against G.
 
-    Per sample, without [CLS] shift or padding tokens; mean over the valid elements.
+    ASAP's get_pre_Att_loss on the last fusion layer's cross-attention scores (models/ASAP.py l. 339-346); G and
+    valid from `official_guidance` (per sample, no [CLS] shift, no padding tokens unless its defects are on);
+    mean over the valid elements.
     """
     bce = F.binary_cross_entropy_with_logits(
         _head_mean(scores), guidance.float(), reduction="none"

@@ -4,6 +4,10 @@ L_DGM is HAMMER's weighted sum of its task terms (configs/train.yaml: loss_BIC_w
 loss_bbox_wgt 0.1, loss_giou_wgt 0.1, loss_TMG_wgt 1, loss_MAC_wgt 0.1 for its image-text contrastive term).
 L_LMA = L_VLC + L_IED (eq. 6), weighted by `lma` (1 in the paper). alpha = 0.1, lambda = 0.01 (§4.1).
 Terms missing from the dict (switched-off parts) are skipped; unknown names raise.
+
+Official mode (conf/mode/official.yaml) names the official code's terms: `mac` is HAMMER's loss_MAC under
+loss_MAC_wgt (`itc`, 0.1); `aux_vlc` is ASAP's caption/explanation part (loss_eT) under `lma`, which that mode
+sets to 0.1, as IED's: ASAP's train.py adds 0.1 * loss_vlc (= loss_MAC + loss_eT) and 0.1 * (MGCA + IED + 0.1 PMM).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from torch import Tensor
 # canonical term names (keys of ASAPOutput.losses)
 BIC, MLC, BBOX, GIOU, TMG, ITC = "bic", "mlc", "bbox", "giou", "tmg", "itc"  # HAMMER's DGM4 terms
 VLC, IED, MGCA, PMM = "vlc", "ied", "mgca", "pmm"  # ASAP's terms
-TERM_NAMES = (BIC, MLC, BBOX, GIOU, TMG, ITC, VLC, IED, MGCA, PMM)
+MAC, AUX_VLC = "mac", "aux_vlc"  # official mode: HAMMER's loss_MAC, ASAP's loss_eT (the auxiliary-text terms)
+TERM_NAMES = (BIC, MLC, BBOX, GIOU, TMG, ITC, VLC, IED, MGCA, PMM, MAC, AUX_VLC)
 
 
 @dataclass
@@ -28,8 +33,8 @@ class LossWeights:
     bbox: float = 0.1
     giou: float = 0.1
     tmg: float = 1.0
-    itc: float = 0.1  # HAMMER's loss_MAC_wgt
-    lma: float = 1.0
+    itc: float = 0.1  # HAMMER's loss_MAC_wgt (terms itc, mac)
+    lma: float = 1.0  # eq. 6 (terms vlc, ied, aux_vlc)
     alpha: float = 0.1  # MGCA
     lambda_: float = 0.01  # PMM
 
@@ -42,7 +47,9 @@ class LossWeights:
             GIOU: self.giou,
             TMG: self.tmg,
             ITC: self.itc,
+            MAC: self.itc,
             VLC: self.lma,
+            AUX_VLC: self.lma,
             IED: self.lma,
             MGCA: self.alpha,
             PMM: self.lambda_,

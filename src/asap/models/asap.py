@@ -4,6 +4,9 @@ Inference: E_v(I), E_t(T) -> vision-biased E_mm^v (box, F_v) and text-biased E_m
 binary / multi-label heads on M_it = delta F_v + F_t (supp. §6). Training adds, each when switched on:
 VLC (eq. 1-3) over text, caption and explanation, IED (eq. 4-5), MGCA (eq. 7-9), PMM (eq. 10-12), the DGM4
 task losses (supp. §6) and, as an option, ALBEF-style momentum encoders with queues and token distillation.
+Official mode (conf/mode/official.yaml, docs/fidelity.md) swaps in, term by term, what ASAP's and HAMMER's training
+code compute: `mac` + `aux_vlc` for VLC, the 2-way IED head, MGCA on pre-softmax scores, PMM over all cells, ASAP's
+vision-biased block and its two scalars; `loss.defects.*` reproduce the code's defects one by one.
 """
 
 from __future__ import annotations
@@ -18,24 +21,31 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from asap.losses import (
+    AUX_VLC,
     BBOX,
     BIC,
     GIOU,
     IED,
     ITC,
+    MAC,
     MGCA,
     MLC,
     PMM,
     TMG,
     VLC,
+    aux_vlc_loss,
     binary_loss,
     box_loss,
     contrastive_terms,
     ied_loss,
+    ied_official_loss,
+    mac_loss,
     momentum_targets,
     multilabel_loss,
     pmm_loss,
+    pmm_official_loss,
     pmm_targets,
+    self_contrastive,
     token_loss,
     vlc_loss,
 )
@@ -149,7 +159,7 @@ class ASAPModel(nn.Module):
         )
         self.text_encoder, upper_layers = build_text_encoder(model.text_encoder, load_weights)
         self.text_biased_encoder = TextBiasedEncoder(bert_config(model.text_encoder), len(upper_layers), D)
-        self.vision_biased_encoder = VisionBiasedEncoder(D, model.image_encoder.num_heads)
+        self.vision_biased_encoder = VisionBiasedEncoder(D, model.image_encoder.num_heads, model.vision_block)
         self.alignment = ContrastiveProjection(
             D, model.text_width, model.embed_dim, model.temperature, center=model.center_contrastive
         )
@@ -160,20 +170,30 @@ class ASAPModel(nn.Module):
         self.token_head = mlp_head(D, 2)
         uses_delta = ablation.modality == "both" or ablation.ied
         self.delta = nn.Parameter(torch.tensor(float(model.delta_init))) if uses_delta else None
-        self.ied_head = mlp_head(D, 1) if ablation.ied else None
+        # ASAP's UtilsC: the multi-label head's own scalar (self.delta is then UtilsB: binary head and IED)
+        uses_multilabel_delta = model.multilabel_delta and ablation.modality == "both"
+        self.multilabel_delta = nn.Parameter(torch.tensor(float(model.delta_init))) if uses_multilabel_delta else None
+        # eq. 4: one logit (paper) | ASAP's itm_head_m: two (official)
+        self.ied_head = mlp_head(D, 2 if loss.ied_form == "official" else 1) if ablation.ied else None
         self.patch_head = patch_classifier(D) if ablation.pmm else None
         for part in self._new_parts():
             part.apply(partial(init_new_weights, std=model.init_std))
         if model.text_encoder.pretrained and load_weights:
             self.text_biased_encoder.load_bert_layers(upper_layers)
         self.fast_paths = FastPaths()  # benchmark-only: each fast path can be switched off to measure it
+        if loss.defects.mgca_padding:  # the padding rows' scores enter MGCA: E_t and E_mm^t compute those rows
+            self.fast_paths.packed_rows = False
         self.momentum = None
         if model.momentum.enabled:
-            queues = ["image", "text", *(kind for kind in AUX_TEXTS if getattr(ablation, kind))]
+            aux_queues = [kind for kind in AUX_TEXTS if getattr(ablation, kind)]
             m = model.momentum
             self.momentum = MomentumModel(
-                self.momentum_pairs(), queues, model.embed_dim, m.queue_size, m.decay
+                self.momentum_pairs(), ["image", "text", *aux_queues], model.embed_dim, m.queue_size, m.decay
             )
+            if loss.defects.aux_queues_from_text:  # ASAP models/ASAP.py l. 100-101
+                with torch.no_grad():
+                    for kind in aux_queues:
+                        getattr(self.momentum, f"{kind}_queue").copy_(self.momentum.text_queue)
 
     def compile_encoders(self, **options: Any) -> None:
         """torch.compile E_v, E_t, E_mm^v and E_mm^t in place (`model.compile`); state-dict keys unchanged."""
@@ -227,13 +247,16 @@ class ASAPModel(nn.Module):
         )
         return Fused(vision.patches, vision.pooled, fused_text, maps)
 
-    def heads_input(self, pooled_vision: Tensor, text_cls: Tensor) -> Tensor:
-        """M_it (supp. §6.2): delta F_v + F_t; F_t alone (modality text, HAMMER) or F_v alone (modality image)."""
+    def heads_input(self, pooled_vision: Tensor, text_cls: Tensor, delta: Tensor | None = None) -> Tensor:
+        """M_it (supp. §6.2): delta F_v + F_t; F_t alone (modality text, HAMMER) or F_v alone (modality image).
+
+        delta: the scalar (default `self.delta`; the multi-label head's own with `model.multilabel_delta`).
+        """
         if self.ablation.modality == "text":
             return text_cls
         if self.ablation.modality == "image":
             return pooled_vision
-        return self.delta * pooled_vision + text_cls
+        return (self.delta if delta is None else delta) * pooled_vision + text_cls
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -288,11 +311,14 @@ class ASAPModel(nn.Module):
     def predict(self, fused: Fused, token_text: Tensor | None = None) -> ASAPOutput:
         """The four DGM4 heads on the text rows; the token head on t_tok^t of `fused` (or on `token_text`)."""
         text_cls, vision = fused.text[:, 0], fused.pooled_vision  # F_t, F_v (B, D)
-        joint = self.heads_input(vision, text_cls)  # M_it (B, D)
+        joint = self.heads_input(vision, text_cls)  # M_it (B, D); ASAP's code: UtilsB
+        joint_multilabel = joint  # ASAP's code: UtilsC, its own scalar
+        if self.multilabel_delta is not None:
+            joint_multilabel = self.heads_input(vision, text_cls, self.multilabel_delta)  # (B, D)
         tokens = (fused.text if token_text is None else token_text)[:, 1:]  # t_tok^t (B, L-1, D)
         out = ASAPOutput(
             binary_logits=self.binary_head(joint),
-            multilabel_logits=self.multilabel_head(joint),
+            multilabel_logits=self.multilabel_head(joint_multilabel),
             box_pred=self.box_head(vision).sigmoid(),
             token_logits=self.token_head(self.token_dropout(tokens)),  # (B, L-1, 2)
         )
@@ -311,31 +337,42 @@ class ASAPModel(nn.Module):
         out: ASAPOutput,
         weight: float,
     ) -> dict[str, Tensor]:
-        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES).
+        """Every term of eq. 13 that is switched on, by name (asap.losses.TERM_NAMES), in the loss config's forms.
 
         `fused`: the image-text pass (maps of the MGCA layers); `explained`: the image-explanation pass (IED).
         """
-        a = self.ablation
+        a, cfg = self.ablation, self.loss_cfg
         is_real = batch["binary_label"] == 0  # (B,) I(I, T) of eq. 2 and 5
         momentum = None
         if self.momentum is not None:
             with record_function("asap.momentum"):
                 momentum = self._momentum_outputs(batch, weight)
         with record_function("asap.loss.contrastive"):
-            losses = self._contrastive(image_embeds[:, 0], texts, is_real, momentum)
-        if explained is not None:  # eq. 4-5
+            if cfg.contrastive_form == "official":
+                losses = self._official_contrastive(image_embeds[:, 0], texts, is_real, momentum)
+            else:
+                losses = self._contrastive(image_embeds[:, 0], texts, is_real, momentum)
+        if explained is not None:  # eq. 4-5; ASAP's code: itm_head_m on t_cls + UtilsB F_v, 2-way
             with record_function(f"asap.loss.{IED}"):
                 ied_in = self.delta * explained.pooled_vision + explained.text[:, 0]  # (B, D)
-                losses[IED] = ied_loss(self.ied_head(ied_in).squeeze(-1), is_real)
+                logits = self.ied_head(ied_in)  # (B, 1) or (B, 2)
+                if cfg.ied_form == "official":
+                    losses[IED] = ied_official_loss(logits, batch["binary_label"])
+                else:
+                    losses[IED] = ied_loss(logits.squeeze(-1), is_real)
         if a.mgca:
             with record_function(f"asap.loss.{MGCA}"):
                 losses[MGCA] = mgca_term(
-                    fused.maps, batch["token_labels"], batch["patch_labels"], self.loss_cfg.mgca.form
+                    fused.maps, batch["token_labels"], batch["patch_labels"], cfg.mgca.form, cfg.defects
                 )
         if a.pmm:  # eq. 12 on i_pat^v of the text rows
             with record_function(f"asap.loss.{PMM}"):
                 targets = pmm_targets(batch["patch_labels"], batch["has_box"], hnp=a.hnp)
-                losses[PMM] = pmm_loss(self.patch_head(fused.patches).squeeze(-1), targets)
+                patch_logits = self.patch_head(fused.patches).squeeze(-1)  # (B, N)
+                if cfg.pmm_form == "official":
+                    losses[PMM] = pmm_official_loss(patch_logits, targets, cfg.defects.pmm_ignored_log2)
+                else:
+                    losses[PMM] = pmm_loss(patch_logits, targets)
         losses.update(self._dgm_losses(out, batch, momentum, weight))
         return losses
 
@@ -388,6 +425,43 @@ class ASAPModel(nn.Module):
                 *terms["text"], *terms.get("caption", (None, None)), *terms.get("explanation", (None, None))
             )
         }
+
+    def _official_contrastive(
+        self,
+        image_cls: Tensor,
+        texts: dict[str, EncodedText],
+        is_real: Tensor,
+        momentum: dict[str, Any] | None,
+    ) -> dict[str, Tensor]:
+        """`loss.contrastive_form=official` (asap.losses.official_contrastive): {"mac": HAMMER's loss_MAC} and,
+        with an auxiliary text on, {"aux_vlc": ASAP's loss_eT} (models/ASAP.py l. 206-303).
+
+        Anchors of the diagonal target: real rows for text and explanation, every row for captions; each term a
+        mean over the batch. The i2p soft target comes from the p2i similarities with `loss.defects.i2p_target_typo`.
+        """
+        tau = self.alignment.temperature
+        image_feat = self.alignment.image(image_cls)  # (B, E)
+        anchors = {"text": is_real, "caption": None, "explanation": is_real}
+        kinds = ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]
+        image_keys: dict[str, Any] = {}
+        terms: dict[str, list[Tensor]] = {}
+        for kind in kinds:
+            text_feat = self.alignment.text(texts[kind].embeds[:, 0])  # (B, E)
+            extra = {} if momentum is None else dict(momentum["contrastive"][kind])
+            if kind == "explanation" and self.loss_cfg.defects.i2p_target_typo and "soft_targets" in extra:
+                extra["soft_targets"] = (extra["soft_targets"][1], extra["soft_targets"][1])  # l. 262
+            i2x, x2i = contrastive_terms(
+                image_feat, text_feat, tau, anchors[kind], reduction="batch", **extra
+            )
+            x2x = self_contrastive(text_feat, tau, extra.get("text_keys"), extra.get("text_queue"))
+            terms[kind] = [i2x, x2i, x2x]
+            image_keys = {"keys": extra.get("image_keys"), "queue": extra.get("image_queue")}
+        i2i = self_contrastive(image_feat, tau, **image_keys)  # against the momentum images + image queue
+        i2t, t2i, t2t = terms.pop("text")
+        losses = {MAC: mac_loss(i2t, t2i, i2i, t2t)}
+        if terms:
+            losses[AUX_VLC] = aux_vlc_loss([term for kind in terms for term in terms[kind]])
+        return losses
 
     @torch.no_grad()
     def _momentum_outputs(self, batch: Mapping[str, Any], weight: float) -> dict[str, Any]:

@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 MODALITIES = ("both", "text", "image")
 MGCA_FORMS = ("paper", "official")
+LOSS_FORMS = ("paper", "official")  # conf/mode/{paper,official}.yaml pick one for every loss term
+VISION_BLOCKS = ("hammer", "asap")
 BOX_SAMPLES = ("all", "boxed")
 IMAGE_STEMS = ("patch", "conv")
 POS_EMBED_INITS = ("random", "sincos")
@@ -79,7 +81,14 @@ class ModelConfig:
     # subtract the batch mean before L2-normalising the contrastive features (asap.models.alignment): lets
     # randomly initialised encoders, whose [CLS] features start nearly identical, leave log(B); training only
     center_contrastive: bool = False
-    delta_init: float = 0.5  # learnable delta of eq. 4 and M_it
+    delta_init: float = 0.5  # learnable delta of eq. 4 and M_it (ASAP's code: UtilsB, binary head and IED)
+    # a second learnable scalar for the multi-label head's input, M_it = delta_mlc F_v + F_t (ASAP's code:
+    # UtilsC, init 0.5 as UtilsB); false: one delta for both heads (paper)
+    multilabel_delta: bool = False
+    # E_mm^v's block: hammer (cross-attention of LN(image) to LN(text), residual on the image; HAMMER's
+    # it_cross_attn) | asap (self-attention on LN(image), then cross-attention to LN(text), residual on LN(image);
+    # ASAP's Multilmodelattention)
+    vision_block: str = "hammer"
     dropout: float = 0.1  # before the token detector (HAMMER)
     # std of the truncated-normal init of the parts ASAP adds (multimodal encoders, heads, projections): HAMMER's
     # 0.02 is tuned for width 768; at width 128 it leaves F_v (the pooled vision-biased feature) 23x smaller than
@@ -112,20 +121,60 @@ class MGCAConfig:
 
 
 @dataclass
+class DefectsConfig:
+    """The official code's defects (docs/fidelity.md), each reproducible on its own; all off = our fixes.
+
+    Each switch changes exactly one loss term, and only in official mode (the paper-mode terms have no such line).
+    """
+
+    # ASAP models/ASAP.py l. 262: `sim_i2p_targets = alpha * F.softmax(sim_p2i_m, dim=1) + ...` takes the
+    # image->explanation soft target from the explanation->image momentum similarities (term aux_vlc)
+    i2p_target_typo: bool = False
+    # ASAP models/ASAP.py l. 100-101: `self.cap_queue = normalize(self.text_queue)` (prom_queue likewise): the
+    # caption and explanation queues start as copies of the text queue (term aux_vlc, needs momentum)
+    aux_queues_from_text: bool = False
+    # ASAP models/ASAP.py l. 341-342: `for pos in fake_text_pos: attentionMapGT[:,:,pos] = 1` marks every
+    # sample's manipulated-token columns in every sample of the batch (term mgca)
+    mgca_batch_tokens: bool = False
+    # ASAP models/ASAP.py l. 340-346: the guidance columns span the text with [CLS] (text_embeds.size(1)) while the
+    # manipulated positions index the tokens without it, so each mark lands one column left, on [CLS]'s side
+    # (term mgca)
+    mgca_cls_shift: bool = False
+    # ASAP models/ASAP.py l. 346: the BCE mean runs over every column, padding tokens included (term mgca; their
+    # rows are then computed in E_t and E_mm^t, as the official code does)
+    mgca_padding: bool = False
+    # ASAP models/ASAP.py l. 163-171 (get_pre_patch_loss): ignored cells get logit 0 and target 0 instead of being
+    # dropped, so each adds log 2 to the mean over all cells (term pmm)
+    pmm_ignored_log2: bool = False
+
+
+@dataclass
 class LossConfig:
-    """`LossWeights` fields (eq. 13 and HAMMER's task weights) plus the MGCA and box-sample settings."""
+    """`LossWeights` fields (eq. 13 and HAMMER's task weights) plus the forms, MGCA and box-sample settings."""
 
     weights: dict[str, float] = field(default_factory=dict)
     mgca: MGCAConfig = field(default_factory=MGCAConfig)
     # which samples the box terms (supp. §6.1) regress: all (HAMMER: no-box ones to the zero box) | boxed
     box_samples: str = "all"
+    # paper: eq. 1-3 (i2t/t2i + i2c/c2i + i2e/e2i, means over the anchors) | official: HAMMER's loss_MAC (i2t, t2i,
+    # i2i, t2t) and ASAP's auxiliary terms (i2c, c2i, c2c, i2p, p2i, p2p), each a mean over the batch
+    contrastive_form: str = "paper"
+    # paper: eq. 4-5, one logit, BCE | official: ASAP's 2-way head (itm_head_m), cross-entropy, label 0 = real
+    ied_form: str = "paper"
+    # paper: eq. 12, mean over the labelled cells | official: BCE mean over all B x N cells (get_pre_patch_loss)
+    pmm_form: str = "paper"
+    defects: DefectsConfig = field(default_factory=DefectsConfig)
 
     @classmethod
     def from_plain(cls, data: Mapping[str, Any]) -> LossConfig:
         data = dict(data)
         mgca = from_dict(MGCAConfig, data.pop("mgca", {}) or {}, where="loss.mgca")
-        box_samples = str(data.pop("box_samples", cls.box_samples))
-        return cls(weights=data, mgca=mgca, box_samples=box_samples)
+        defects = from_dict(DefectsConfig, data.pop("defects", {}) or {}, where="loss.defects")
+        forms = {
+            name: str(data.pop(name, getattr(cls, name)))
+            for name in ("box_samples", "contrastive_form", "ied_form", "pmm_form")
+        }
+        return cls(weights=data, mgca=mgca, defects=defects, **forms)
 
     def loss_weights(self) -> Any:
         """The `asap.losses.LossWeights` of these weights (unknown names -> ConfigError)."""
@@ -134,7 +183,8 @@ class LossConfig:
         known = {f.name for f in dataclasses.fields(LossWeights)}
         unknown = sorted(set(self.weights) - known)
         if unknown:
-            raise ConfigError(f"unknown key(s) {unknown} in `loss`; valid keys: {sorted(known) + ['mgca']}")
+            settings = ["box_samples", "contrastive_form", "defects", "ied_form", "mgca", "pmm_form"]
+            raise ConfigError(f"unknown key(s) {unknown} in `loss`; valid keys: {sorted(known) + settings}")
         return LossWeights(**{k: float(v) for k, v in self.weights.items()})
 
 
@@ -245,6 +295,10 @@ class ASAPConfig:
         _check_choice("model.image_encoder.pos_embed_init", m.image_encoder.pos_embed_init, POS_EMBED_INITS)
         _check_choice("loss.mgca.form", self.loss.mgca.form, MGCA_FORMS)
         _check_choice("loss.box_samples", self.loss.box_samples, BOX_SAMPLES)
+        _check_choice("model.vision_block", m.vision_block, VISION_BLOCKS)
+        for name in ("contrastive_form", "ied_form", "pmm_form"):
+            _check_choice(f"loss.{name}", getattr(self.loss, name), LOSS_FORMS)
+        self._check_defects()
         if m.image_size % m.patch_size:
             raise ConfigError(
                 f"model.image_size {m.image_size} is not a multiple of patch_size {m.patch_size}"
@@ -262,3 +316,19 @@ class ASAPConfig:
                     f"loss.mgca.layers: {layer} is not one of the {m.fusion_layers} fusion layers"
                 )
         self.loss.loss_weights()  # unknown weight names fail here
+
+    def _check_defects(self) -> None:
+        """A defect switch on where its term has no official line to reproduce is a config error, not a no-op."""
+        loss, d, momentum = self.loss, self.loss.defects, self.model.momentum.enabled
+        official_momentum = "loss.contrastive_form=official and model.momentum.enabled (soft targets, queues)"
+        needs = {
+            "i2p_target_typo": (official_momentum, loss.contrastive_form == "official" and momentum),
+            "aux_queues_from_text": (official_momentum, loss.contrastive_form == "official" and momentum),
+            "mgca_batch_tokens": ("loss.mgca.form=official", loss.mgca.form == "official"),
+            "mgca_cls_shift": ("loss.mgca.form=official", loss.mgca.form == "official"),
+            "mgca_padding": ("loss.mgca.form=official", loss.mgca.form == "official"),
+            "pmm_ignored_log2": ("loss.pmm_form=official", loss.pmm_form == "official"),
+        }
+        for name, (condition, met) in needs.items():
+            if getattr(d, name) and not met:
+                raise ConfigError(f"loss.defects.{name} reproduces an official-code line; it needs {condition}")
