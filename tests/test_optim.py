@@ -327,3 +327,23 @@ def test_official_groups_of_every_parameter_of_the_full_model() -> None:
     assert {g["weight_decay"] for g in opt.param_groups} == {0.02}  # decay_all: every parameter decayed
     image = {n.partition(".")[0] for n, p in named if lr_of[id(p)] == 1e-4}
     assert image == {"image_encoder", "vision_biased_encoder", "box_head"}  # patch head at 2e-5, as ASAP's
+
+
+@pytest.mark.parametrize(
+    ("optim", "message"),
+    [
+        ({"schedule": "linear"}, r"optim.schedule must be one of \('paper', 'official'\)"),
+        (
+            {"param_groups": "hammer", "rest_lr": 2e-5},
+            "optim.param_groups must be null, 'official' or a mapping",
+        ),
+        ({"param_groups": "official"}, "optim.rest_lr .* goes with param_groups=official"),
+        ({"rest_lr": 2e-5}, "optim.rest_lr .* goes with param_groups=official"),
+    ],
+)
+def test_bad_optim_config_is_a_clear_error(optim: dict, message: str) -> None:
+    from asap.models.config import ASAPConfig, ConfigError
+    from test_model_factory import conf, micro_model
+
+    with pytest.raises(ConfigError, match=message):
+        ASAPConfig.from_plain(micro_model(), conf("loss", "default"), conf("ablation", "full"), optim)
