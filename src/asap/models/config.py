@@ -181,7 +181,9 @@ class OptimConfig:
         if isinstance(groups, str) and groups != "official":
             raise ConfigError(f"optim.param_groups must be null, 'official' or a mapping, got {groups!r}")
         if (groups == "official") != (self.rest_lr is not None):
-            raise ConfigError("optim.rest_lr (the lr of every non-image parameter) goes with param_groups=official")
+            raise ConfigError(
+                "optim.rest_lr (the lr of every non-image parameter) goes with param_groups=official"
+            )
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
