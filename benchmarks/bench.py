@@ -12,6 +12,10 @@ rate is measured in the same run, and the model's achieved FLOP/s is given as a 
     python benchmarks/bench.py --sections model data --repeats 9 --threads 0     # torch's thread count
     python benchmarks/bench.py --fast-paths attention compile --override model.text_encoder.text_layers=1
     python benchmarks/bench.py --model asap_base --batch-size 2 --sections flops --lengths 30,40,64 30,40,100
+    python benchmarks/bench.py --model asap_base --momentum     # momentum encoders + queues on, as the paper trains
+
+--momentum / --no-momentum switch the momentum encoders, queues and distillation (model.momentum.enabled) on or off
+in both models; by default the model config's own setting (off in tiny and asap_base; on in experiment=asap_full).
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def compose_config(args: argparse.Namespace, ablation: str) -> DictConfig:
         f"ablation={ablation}",
         f"data.batch_size={args.batch_size}",
         "model.tokenizer=${bundled_bert_tokenizer:}",
+        *([] if args.momentum is None else [f"model.momentum.enabled={str(args.momentum).lower()}"]),
         *([f"data.root={args.data_root}"] if args.data_root else []),
         *args.override,
     ]
@@ -479,6 +484,7 @@ def print_report(results: dict[str, Any], console: Console) -> None:
 
 def _model_table(model: dict[str, Any], settings: dict[str, Any]) -> Table:
     title = f"Model {settings['model']}, batch {settings['batch_size']}, precision {settings['precision']}"
+    title += f", momentum {'on' if settings.get('momentum_enabled') else 'off'}"
     table = Table(title=title, caption="% matmul: achieved FLOP/s over the dense matmul rate; peak (+ over start)")
     for column in ("", "samples/s", "GFLOP/step", "% matmul", "peak MiB"):
         table.add_column(column, justify="right")
@@ -586,6 +592,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32", help="of the model section")
+    parser.add_argument(
+        "--momentum", action=argparse.BooleanOptionalAction, default=None,
+        help="momentum encoders + queues on / off in both models (default: the model config's setting)",
+    )  # fmt: skip
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     default_fast = [f for f in FAST_PATHS if f != "compile" or torch.cuda.is_available()]
     parser.add_argument(
@@ -633,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         runners = {name: build_runner(args, name, batch, device) for name in ("baseline", "full")}
         results["batch"] = batch_summary(batch, runners["full"].model.fast_paths)
         results["same_encoders"] = same_encoders(runners["baseline"].model, runners["full"].model)
+        results["settings"]["momentum_enabled"] = runners["full"].model.momentum is not None
         if "model" in args.sections:
             console.print("model: baseline vs full ...")
             results["model"] = bench_model(runners, args)

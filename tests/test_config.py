@@ -36,21 +36,54 @@ def test_experiments_compose(experiment: str) -> None:
 
 
 def test_paper_experiment_is_the_paper_setting() -> None:
-    cfg = _compose(["experiment=asap_full", "data.root=/tmp/dgm4"])
+    cfg = _compose(["experiment=asap_paper", "data.root=/tmp/dgm4"])
     assert cfg.model.image_size == 256 and cfg.model.patch_size == 16
     assert cfg.loss.alpha == pytest.approx(0.1) and cfg.loss.lambda_ == pytest.approx(0.01)
-    assert cfg.loss.bbox == pytest.approx(0.1) and cfg.loss.giou == pytest.approx(0.1)  # HAMMER's weights
     assert cfg.model.image_encoder.stem == "patch" and cfg.model.image_encoder.pos_embed_init == "random"
     assert cfg.model.center_contrastive is False and cfg.model.init_std == pytest.approx(0.02)  # as written
-    assert cfg.loss.lma == pytest.approx(1.0)  # eq. 6 unweighted
-    assert cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 50
-    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.max_epochs == 50
+    assert cfg.optim.schedule == "paper" and cfg.optim.param_groups is None  # §4.1: one lr
     assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.warmup_steps == 1000
     assert cfg.optim.min_lr == pytest.approx(1e-6) and cfg.optim.weight_decay == pytest.approx(0.02)
     assert all(cfg.ablation[k] for k in ("caption", "explanation", "ied", "mgca", "pmm", "hnp"))
-    baseline = _compose(["experiment=hammer_baseline", "data.root=/tmp/dgm4"])
-    assert not any(baseline.ablation[k] for k in ("caption", "explanation", "ied", "mgca", "pmm"))
-    assert baseline.model.image_size == 256
+    assert cfg.hydra.runtime.choices.mode == "paper"
+
+
+@pytest.mark.parametrize("experiment", ["asap_full", "hammer_baseline", "asap_paper"])
+def test_paper_experiments_train_as_the_authors_did(experiment: str) -> None:
+    """Momentum, queues and distillation on, fp32, 32 per device x 8 devices = a global batch of 256."""
+    cfg = _compose([f"experiment={experiment}", "data.root=/tmp/dgm4"])
+    momentum = cfg.model.momentum
+    assert momentum.enabled and momentum.decay == pytest.approx(0.995) and momentum.queue_size == 65536
+    assert momentum.distill_alpha == pytest.approx(0.4)
+    assert cfg.trainer.precision == "32-true" and cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 8
+    assert cfg.data.batch_size == 32 and cfg.global_batch_size == 256
+    assert cfg.loss.bbox == pytest.approx(0.1) and cfg.loss.giou == pytest.approx(0.1)  # HAMMER's weights
+    assert cfg.loss.box_samples == "all"
+
+
+@pytest.mark.parametrize("experiment", ["asap_full", "hammer_baseline"])
+def test_the_reproduction_experiments_run_in_official_mode(experiment: str) -> None:
+    cfg = _compose([f"experiment={experiment}", "data.root=/tmp/dgm4"])
+    assert cfg.hydra.runtime.choices.mode == "official" and cfg.hydra.runtime.choices.optim == "official"
+    o = cfg.optim
+    assert o.schedule == "official" and o.param_groups == "official" and o.decay_all
+    assert o.lr == pytest.approx(1e-4) and o.rest_lr == pytest.approx(2e-5)  # lr_img, lr (configs/train.yaml)
+    assert o.warmup_lr == pytest.approx(1e-6) and o.min_lr == pytest.approx(1e-6)
+    assert o.warmup_stages == 10 and o.warmup_stage_steps == 100 and o.weight_decay == pytest.approx(0.02)
+    baseline = experiment == "hammer_baseline"
+    assert all(cfg.ablation[k] != baseline for k in ("caption", "explanation", "ied", "mgca", "pmm"))
+
+
+def test_the_embedded_default_keeps_its_recipe() -> None:
+    """`make train`: paper mode, the paper's schedule at the smoke's rates, no momentum, one CPU, no accumulation."""
+    cfg = _compose([])
+    assert cfg.task_name == "smoke" and cfg.hydra.runtime.choices.mode == "paper"
+    assert cfg.optim.schedule == "paper" and cfg.optim.param_groups is None and not cfg.optim.decay_all
+    assert cfg.optim.lr == pytest.approx(1e-3) and cfg.optim.warmup_steps == 50
+    assert cfg.optim.min_lr == pytest.approx(1e-5)
+    assert not cfg.model.momentum.enabled and cfg.global_batch_size is None
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "32-true"
 
 
 def test_command_line_group_beats_experiment() -> None:
@@ -58,9 +91,10 @@ def test_command_line_group_beats_experiment() -> None:
     assert not cfg.ablation.mgca
 
 
+@pytest.mark.parametrize("experiment", ["smoke", "asap_full", "asap_paper"])
 @pytest.mark.parametrize("sweep", _options("sweep"))
-def test_sweep_presets_compose_and_sweep_known_keys(sweep: str) -> None:
-    cfg = _compose([f"sweep={sweep}"])
+def test_sweep_presets_compose_and_sweep_known_keys(sweep: str, experiment: str) -> None:
+    cfg = _compose([f"sweep={sweep}", f"experiment={experiment}", "data.root=/tmp/dgm4"])
     assert cfg.hydra.mode.name == "MULTIRUN" and cfg.sweep_name == sweep
     params = cfg.hydra.sweeper.params
     assert len(params) == 1
@@ -72,7 +106,7 @@ def test_sweep_presets_compose_and_sweep_known_keys(sweep: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "group", ["ablation", "trainer", "logger", "callbacks", "debug", "launcher", "data", "model", "mode"]
+    "group", ["ablation", "trainer", "logger", "callbacks", "debug", "launcher", "data", "model", "optim", "mode"]
 )
 def test_every_group_option_composes(group: str) -> None:
     for option in _options(group):

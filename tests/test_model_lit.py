@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
+from lightning.pytorch.callbacks import LambdaCallback
 from torch.utils.data import DataLoader
 
 from asap.metrics.predictions import save_predictions
@@ -122,7 +125,7 @@ def test_bad_checkpoint_files_give_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_optimiser_groups_and_schedule() -> None:
-    module = lit("full", param_groups="hammer", warmup_steps=1000)
+    module = lit("full", param_groups={"image": {"prefixes": ["image_encoder"]}, "rest": {"lr": 2e-4}})
     run = trainer(max_steps=4)
     module.trainer = run  # estimated_stepping_batches = max_steps
     config = module.configure_optimizers()
@@ -130,12 +133,30 @@ def test_optimiser_groups_and_schedule() -> None:
     assert schedule["interval"] == "step"
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}  # warm-up clamped to the 4 steps of the run
     assert lrs["image/decay"] == pytest.approx(1e-3 / 4) and lrs["rest/decay"] == pytest.approx(2e-4 / 4)
-    image_params = {
-        id(p) for g in optimizer.param_groups if g["name"].startswith("image") for p in g["params"]
-    }
-    assert id(module.model.image_encoder.vit.cls_token) in image_params
-    assert id(module.model.box_head[0].weight) in image_params
-    assert id(module.model.text_encoder.bert.embeddings.word_embeddings.weight) not in image_params
+    assert lrs["image/no_decay"] == pytest.approx(1e-3 / 4)  # the paper recipe: norms, biases not decayed
+
+
+def test_official_optimiser_in_a_run() -> None:
+    """optim=official: the official groups, decay on every parameter, the lr of official_lr at each step."""
+    from asap.models.optim import official_lr
+
+    module = lit("full", **conf("optim", "official"))
+    seen: list[list[float]] = []  # the lr of every group at the start of each step
+    record = LambdaCallback(
+        on_train_batch_start=lambda tr, *_: seen.append([g["lr"] for g in tr.optimizers[0].param_groups])
+    )
+    run = trainer(max_epochs=2, limit_val_batches=0, callbacks=[record])
+    run.fit(module, *loaders(n=3))
+    groups = run.optimizers[0].param_groups
+    assert {g["name"] for g in groups} == {"image/decay", "rest/decay"}  # decay_all: no no-decay part
+    assert all(g["weight_decay"] == pytest.approx(0.02) for g in groups)
+    image = module.model.box_head[0].weight
+    image_group = next(i for i, g in enumerate(groups) if any(p is image for p in g["params"]))
+    bases = [1e-4 if i == image_group else 2e-5 for i in range(len(groups))]
+    shape = dict(steps_per_epoch=3, epochs=2, warmup_stages=10, stage_steps=100)
+    expected = [[official_lr(b, step, **shape) for b in bases] for step in range(6)]
+    np.testing.assert_allclose(seen, expected, rtol=1e-9)
+    assert seen[3][image_group] == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi / 2)))
 
 
 def test_a_real_batch_of_the_synthetic_set_with_the_tiny_model(

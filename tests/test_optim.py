@@ -1,15 +1,22 @@
-"""AdamW parameter groups (decay / no-decay, HAMMER's image vs rest lr) and the warm-up + cosine schedule."""
+"""AdamW parameter groups (decay / no-decay, the official image vs rest lr), the paper's and the official schedule."""
 
 from __future__ import annotations
 
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from asap.models.optim import build_optimizer, warmup_cosine_schedule
+from asap.models.optim import (
+    build_optimizer,
+    official_lr,
+    official_param_groups,
+    official_schedule,
+    warmup_cosine_schedule,
+)
 
 
 class Tiny(nn.Module):
@@ -158,3 +165,185 @@ def test_schedule_without_warmup_and_bad_args() -> None:
         warmup_cosine_schedule(opt, warmup_steps=10)
     with pytest.raises(ValueError):
         warmup_cosine_schedule(opt, warmup_steps=20, total_steps=10)
+
+
+# ---------------------------------------------------------------------------------------------------- official recipe
+
+
+def hammer_loop_lrs(
+    bases: list[float], steps_per_epoch: int, epochs: int, warmup_epochs: int = 10
+) -> list[list[float]]:
+    """The lr of every group at each iteration of HAMMER's / ASAP's train.py, driven as their code drives it.
+
+    Their scheduler/cosine_lr.py is timm's CosineLRScheduler (create_scheduler: t_initial=epochs, lr_min=1e-6,
+    warmup_lr_init=1e-6, warmup_t=warmup_epochs, cycle_limit 1, warm-up as a prefix); train() calls
+    `scheduler.step(i // step_size)` after iteration i of epoch 0 when i % 100 == 0 and i <= warmup_epochs * 100,
+    and main_worker `lr_scheduler.step(epoch + warmup_steps + 1)` after each epoch.
+    """
+    from timm.scheduler import CosineLRScheduler
+
+    params = [nn.Parameter(torch.zeros(1)) for _ in bases]
+    opt = torch.optim.AdamW([{"params": [p], "lr": b} for p, b in zip(params, bases, strict=True)])
+    scheduler = CosineLRScheduler(
+        opt,
+        t_initial=epochs,
+        lr_min=1e-6,
+        warmup_lr_init=1e-6,
+        warmup_t=warmup_epochs,
+        warmup_prefix=True,
+        cycle_limit=1,
+    )
+    step_size, lrs = 100, []
+    for epoch in range(epochs):
+        for i in range(steps_per_epoch):
+            lrs.append([g["lr"] for g in opt.param_groups])  # the lr optimizer.step() uses at iteration i
+            if epoch == 0 and i % step_size == 0 and i <= warmup_epochs * step_size:
+                scheduler.step(i // step_size)
+        scheduler.step(epoch + warmup_epochs + 1)
+    return lrs
+
+
+def official_schedule_lrs(bases: list[float], steps_per_epoch: int, epochs: int) -> list[list[float]]:
+    """Ours: the lr of every group at each optimiser step of `official_schedule` (a LambdaLR stepped per step)."""
+    params = [nn.Parameter(torch.zeros(1)) for _ in bases]
+    opt = torch.optim.AdamW([{"params": [p], "lr": b} for p, b in zip(params, bases, strict=True)])
+    scheduler = official_schedule(opt, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    lrs = []
+    for _ in range(steps_per_epoch * epochs):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.mark.parametrize(
+    "steps_per_epoch",
+    [781, 1234, 60],
+    ids=["dgm4-at-256: warm-up unfinished", "warm-up done in epoch 0", "tiny"],
+)
+def test_official_schedule_is_the_official_codes(steps_per_epoch: int) -> None:
+    bases, epochs = [1e-4, 2e-5], 6
+    ours = official_schedule_lrs(bases, steps_per_epoch, epochs)
+    theirs = hammer_loop_lrs(bases, steps_per_epoch, epochs)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_official_schedule_key_points() -> None:
+    """The formula at chosen steps: 1e-6 start, a stage every 100 steps, cosine per epoch, the same floor for all."""
+    shape = dict(steps_per_epoch=781, epochs=50)
+    assert official_lr(1e-4, 0, **shape) == official_lr(1e-4, 100, **shape) == pytest.approx(1e-6)
+    assert official_lr(1e-4, 101, **shape) == pytest.approx(1e-6 + (1e-4 - 1e-6) / 10)
+    stage_7 = 1e-6 + 7 * (2e-5 - 1e-6) / 10  # the last iteration of epoch 0 (780 of 781)
+    assert official_lr(2e-5, 780, **shape) == pytest.approx(stage_7)
+    assert official_lr(1e-4, 1100, steps_per_epoch=2000, epochs=50) == pytest.approx(1e-4)  # all 10 stages
+    for epoch in (1, 25, 49):
+        cosine = 0.5 * (1 + math.cos(math.pi * epoch / 50))
+        for base in (1e-4, 2e-5):
+            expected = 1e-6 + (base - 1e-6) * cosine  # the same for every step of the epoch
+            assert official_lr(base, epoch * 781, **shape) == pytest.approx(expected)
+            assert official_lr(base, epoch * 781 + 780, **shape) == pytest.approx(expected)
+    # after the cycle: the floor, the same for every group
+    assert official_lr(2e-5, 50 * 781, **shape) == pytest.approx(1e-6)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        official_schedule(build_optimizer(Tiny()), steps_per_epoch=0, epochs=50)
+
+
+def official_name(name: str) -> str:
+    """The official code's name of the parameter that our parameter `name` stands for (ASAP.py / HAMMER.py)."""
+    head, _, rest = name.partition(".")
+    part = rest.partition(".")[0]
+    if head in SUBPART_NAMES:
+        return f"{SUBPART_NAMES[head][part]}.{rest}"
+    return f"{OFFICIAL_NAMES[head]}.{rest}"
+
+
+OFFICIAL_NAMES = {
+    "image_encoder": "visual_encoder",
+    "text_encoder": "text_encoder.bert",  # E_t: BERT's first layers
+    "text_biased_encoder": "text_encoder.bert",  # E_mm^t: BERT's fusion layers
+    "token_head": "text_encoder.cls",  # BertForTokenClassification's classifier
+    "binary_head": "itm_head",
+    "multilabel_head": "cls_head",
+    "box_head": "bbox_head",
+    "delta": "UtilsB",  # ASAP's learnable scalars on the heads' inputs
+    "ied_head": "itm_head_m",
+    "patch_head": "patch_head",
+}
+SUBPART_NAMES = {
+    "vision_biased_encoder": {  # HAMMER's it_cross_attn + aggregator, their norms and query
+        "cross_attention_norm": "norm_layer_it_cross_atten",
+        "cross_attention": "it_cross_attn",
+        "aggregator_norm": "norm_layer_aggr",
+        "aggregator_query": "cls_token_local",
+        "aggregator": "aggregator",
+    },
+    "alignment": {"vision_proj": "vision_proj", "text_proj": "text_proj", "temperature": "temp"},
+}
+
+
+def official_image_side(official: str) -> bool:
+    """optim_factory.add_weight_lr_img: the substrings that put a parameter at lr_img."""
+    return any(k in official for k in OFFICIAL_IMAGE_KEYS)
+
+
+OFFICIAL_IMAGE_KEYS = (
+    "visual_encoder",
+    "bbox_head",
+    "aggregator",
+    "cls_token_local",
+    "it_cross_attn",
+    "norm_layer_aggr",
+    "norm_layer_it_cross_atten",
+)
+
+
+def test_official_groups_of_every_parameter_of_the_full_model() -> None:
+    from asap.models.asap import ASAPModel
+    from asap.models.config import ASAPConfig
+    from test_model_factory import conf, micro_model
+
+    config = ASAPConfig.from_plain(
+        model=micro_model(momentum={"enabled": True, "queue_size": 8}),
+        loss=conf("loss", "default"),
+        ablation=conf("ablation", "full"),
+        optim=conf("optim", "official"),
+    )
+    model = ASAPModel(config.model, config.loss, config.ablation)
+    opt = build_optimizer(
+        model,
+        weight_decay=0.02,
+        decay_all=True,
+        param_groups=official_param_groups(model, image_lr=1e-4, rest_lr=2e-5),
+    )
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert len(lr_of) == len(named) and not any(n.startswith("momentum.") for n, _ in named)
+    for name, param in named:  # every parameter, by its official counterpart (a new part fails: a KeyError)
+        expected = 1e-4 if official_image_side(official_name(name)) else 2e-5
+        assert lr_of[id(param)] == expected, (name, official_name(name), lr_of[id(param)])
+    for name, param in named:
+        if param.ndim == 0:  # temperature, delta (the official scalars temp, UtilsB/UtilsC): the rest
+            assert lr_of[id(param)] == 2e-5, name
+    assert {g["weight_decay"] for g in opt.param_groups} == {0.02}  # decay_all: every parameter decayed
+    image = {n.partition(".")[0] for n, p in named if lr_of[id(p)] == 1e-4}
+    assert image == {"image_encoder", "vision_biased_encoder", "box_head"}  # patch head at 2e-5, as ASAP's
+
+
+@pytest.mark.parametrize(
+    ("optim", "message"),
+    [
+        ({"schedule": "linear"}, r"optim.schedule must be one of \('paper', 'official'\)"),
+        (
+            {"param_groups": "hammer", "rest_lr": 2e-5},
+            "optim.param_groups must be null, 'official' or a mapping",
+        ),
+        ({"param_groups": "official"}, "optim.rest_lr .* goes with param_groups=official"),
+        ({"rest_lr": 2e-5}, "optim.rest_lr .* goes with param_groups=official"),
+    ],
+)
+def test_bad_optim_config_is_a_clear_error(optim: dict, message: str) -> None:
+    from asap.models.config import ASAPConfig, ConfigError
+    from test_model_factory import conf, micro_model
+
+    with pytest.raises(ConfigError, match=message):
+        ASAPConfig.from_plain(micro_model(), conf("loss", "default"), conf("ablation", "full"), optim)

@@ -188,7 +188,8 @@ def experiments(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pat
         "-m",
         "experiment=smoke,asap_full,hammer_baseline",
         "data=synthetic",  # the paper experiments point at real DGM4
-        "trainer=cpu",  # ... and at a GPU in bf16
+        "trainer=cpu",  # ... and at 8 GPUs
+        "trainer.devices=1",
         BUNDLED_TOKENIZER,
         "trainer.fast_dev_run=true",
         "data.batch_size=2",
@@ -278,6 +279,10 @@ def test_every_experiment_runs_a_fast_dev_run(experiments: Path, experiment: str
             config["model"]["albef_checkpoint"] is None
             and config["model"]["image_encoder"]["pretrained"] is None
         )
+        # the authors' recipe: momentum on, official lr groups, a global batch of 256 by accumulation on 1 device
+        assert config["model"]["momentum"]["enabled"] and config["optim"]["schedule"] == "official"
+        line = "global batch 256 = 2 per device x 1 device x 128 accumulation steps"
+        assert line in (job / f"{experiment}.log").read_text()
     baseline = experiment == "hammer_baseline"
     assert all(config["ablation"][k] != baseline for k in ("caption", "explanation", "ied", "mgca", "pmm"))
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 MODALITIES = ("both", "text", "image")
+SCHEDULES = ("paper", "official")
 MGCA_FORMS = ("paper", "official")
 LOSS_FORMS = ("paper", "official")  # conf/mode/{paper,official}.yaml pick one for every loss term
 VISION_BLOCKS = ("hammer", "asap")
@@ -204,14 +205,35 @@ class AblationConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-4
+    """conf/optim/paper.yaml (§4.1) or official.yaml (HAMMER's / ASAP's train.py); asap.models.optim."""
+
+    lr: float = 1e-4  # the one lr (paper); the image side's lr_img (official groups)
     weight_decay: float = 0.02
     betas: tuple[float, float] = (0.9, 0.999)
+    # paper: linear warm-up over warmup_steps, cosine per step to min_lr;
+    # official: from warmup_lr in warmup_stages raises every warmup_stage_steps during epoch 0, cosine per epoch
+    schedule: str = "paper"
     warmup_steps: int = 1000
     min_lr: float = 1e-6
-    # null: one group; "hammer": HAMMER's two groups (image side at `lr`, the rest at lr/5, as its 1e-4 / 2e-5);
+    warmup_lr: float = 1e-6
+    warmup_stages: int = 10
+    warmup_stage_steps: int = 100
+    # null: one group; "official": the official code's image side at `lr`, every other parameter at rest_lr;
     # or a dict for `asap.models.optim.build_optimizer` ({name: {prefixes: [...], lr: ...}, rest: {lr: ...}})
     param_groups: Any = None
+    rest_lr: float | None = None
+    # false: no decay on biases, norms, scalars, position embeddings, [CLS] (paper); true: every parameter (official)
+    decay_all: bool = False
+
+    def validate(self) -> None:
+        _check_choice("optim.schedule", self.schedule, SCHEDULES)
+        groups = self.param_groups
+        if isinstance(groups, str) and groups != "official":
+            raise ConfigError(f"optim.param_groups must be null, 'official' or a mapping, got {groups!r}")
+        if (groups == "official") != (self.rest_lr is not None):
+            raise ConfigError(
+                "optim.rest_lr (the lr of every non-image parameter) goes with param_groups=official"
+            )
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
@@ -316,6 +338,7 @@ class ASAPConfig:
                     f"loss.mgca.layers: {layer} is not one of the {m.fusion_layers} fusion layers"
                 )
         self.loss.loss_weights()  # unknown weight names fail here
+        self.optim.validate()
 
     def _check_defects(self) -> None:
         """A defect switch on where its term has no official line to reproduce is a config error, not a no-op."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,15 @@ from asap.models.albef import load_albef_checkpoint
 from asap.models.asap import ASAPModel, ASAPOutput
 from asap.models.checkpoint import CheckpointError, read_checkpoint
 from asap.models.config import ASAPConfig, ConfigError
-from asap.models.optim import build_optimizer, warmup_cosine_schedule
+from asap.models.optim import (
+    build_optimizer,
+    official_param_groups,
+    official_schedule,
+    warmup_cosine_schedule,
+)
 
 HPARAM_KEYS = ("model", "loss", "ablation", "optim")
 IGNORE_INDEX = -100
-# HAMMER's image-side parameters (optim_factory.add_weight_lr_img), in our module names
-HAMMER_IMAGE_SIDE = ("image_encoder", "vision_biased_encoder", "box_head", "patch_head")
-HAMMER_REST_LR_RATIO = 0.2  # HAMMER: 1e-4 image side, 2e-5 the rest
 
 
 def plain(node: Any) -> Any:
@@ -79,7 +83,12 @@ class ASAPLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
-        out = self.model(batch, distill_weight=self._distill_weight(batch_idx))
+        momentum = self.model.momentum
+        # one EMA update per optimiser step: the later batches of an accumulation window use the same momentum
+        # weights, as the other devices' batches of one step on several devices do
+        hold = momentum is not None and batch_idx % self._accumulation() != 0
+        with momentum.holding() if hold else nullcontext():
+            out = self.model(batch, distill_weight=self._distill_weight(batch_idx))
         loss = total_loss(out.losses, self.loss_weights)  # eq. 13
         B = batch["input_ids"].shape[0]
         for name, value in out.losses.items():
@@ -89,15 +98,23 @@ class ASAPLitModule(L.LightningModule):
         self.log("train/loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=B, sync_dist=True)
         return loss
 
+    def _accumulation(self) -> int:
+        return self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+
     def _distill_weight(self, batch_idx: int) -> float:
-        """HAMMER/ALBEF: the momentum-distillation weight ramps up linearly over the first epoch."""
+        """HAMMER/ALBEF train.py: alpha * min(1, i / len(data_loader)) in epoch 0, alpha after.
+
+        i and len count optimiser steps (iterations of the official code), so gradient accumulation ramps as the
+        same global batch on several devices does.
+        """
         alpha = self.config.model.momentum.distill_alpha
-        steps = (
+        batches = (
             getattr(self.trainer, "num_training_batches", float("inf")) if self._trainer is not None else 0
         )
-        if self.current_epoch > 0 or not steps or steps == float("inf"):
+        if self.current_epoch > 0 or not batches or batches == float("inf"):
             return alpha
-        return alpha * min(1.0, batch_idx / steps)
+        k = self._accumulation()
+        return alpha * min(1.0, (batch_idx // k) / math.ceil(batches / k))
 
     # ------------------------------------------------------------------ validation / test
     def _update(self, metrics: DGM4Metrics, batch: Mapping[str, Any]) -> ASAPOutput:
@@ -183,20 +200,41 @@ class ASAPLitModule(L.LightningModule):
             weight_decay=o.weight_decay,
             betas=tuple(o.betas),
             param_groups=self._param_groups(),
+            decay_all=o.decay_all,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(o.warmup_steps, total)
-        scheduler = warmup_cosine_schedule(optimizer, warmup_steps=warmup, total_steps=total, min_lr=o.min_lr)
+        if o.schedule == "official":
+            scheduler = official_schedule(
+                optimizer,
+                steps_per_epoch=self._steps_per_epoch(),
+                epochs=self.trainer.max_epochs,
+                warmup_lr=o.warmup_lr,
+                warmup_stages=o.warmup_stages,
+                stage_steps=o.warmup_stage_steps,
+                min_lr=o.min_lr,
+            )
+        else:
+            warmup = min(o.warmup_steps, total)
+            scheduler = warmup_cosine_schedule(
+                optimizer, warmup_steps=warmup, total_steps=total, min_lr=o.min_lr
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch (after `estimated_stepping_batches` has set up the training data)."""
+        batches = self.trainer.num_training_batches
+        if not self.trainer.max_epochs or self.trainer.max_epochs < 1 or batches == float("inf"):
+            raise ConfigError(
+                "optim.schedule=official steps per epoch: it needs trainer.max_epochs >= 1 and a sized training loader"
+            )
+        return math.ceil(batches / self.trainer.accumulate_grad_batches)
+
     def _param_groups(self) -> Mapping[str, Any] | None:
-        """`optim.param_groups`: null (one group), "hammer" (HAMMER's image side at lr, the rest at lr/5), a dict."""
-        groups = self.config.optim.param_groups
-        if groups != "hammer":
-            return groups
-        prefixes = [p for p in HAMMER_IMAGE_SIDE if getattr(self.model, p, None) is not None]
-        lr = self.config.optim.lr
-        return {"image": {"prefixes": prefixes, "lr": lr}, "rest": {"lr": lr * HAMMER_REST_LR_RATIO}}
+        """`optim.param_groups`: null (one group), "official" (the image side at lr, the rest at rest_lr), a dict."""
+        o = self.config.optim
+        if o.param_groups != "official":
+            return o.param_groups
+        return official_param_groups(self.model, image_lr=o.lr, rest_lr=o.rest_lr)
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod

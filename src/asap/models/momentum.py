@@ -8,7 +8,8 @@ L_tok^mom (supp. §6.4).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -38,6 +39,7 @@ class MomentumModel(nn.Module):
     ) -> None:
         super().__init__()
         self.decay, self.queue_size = decay, queue_size
+        self._holding = False
         self.copies = nn.ModuleDict({name: copy.deepcopy(module) for name, module in online.items()})
         self.copies.requires_grad_(False)
         for kind in queues:
@@ -58,12 +60,24 @@ class MomentumModel(nn.Module):
 
     @torch.no_grad()
     def update(self, online: Mapping[str, nn.Module]) -> None:
-        """theta_m <- decay theta_m + (1 - decay) theta."""
-        for name, module in online.items():
-            params_m = list(self.copies[name].parameters())
-            params = [p.detach() for p in module.parameters()]
-            torch._foreach_mul_(params_m, self.decay)
-            torch._foreach_add_(params_m, params, alpha=1.0 - self.decay)
+        """theta_m <- decay theta_m + (1 - decay) theta (ALBEF's _momentum_update), one fused lerp over all copies.
+
+        A no-op inside `holding()`.
+        """
+        if self._holding:
+            return
+        params_m = [p for name in online for p in self.copies[name].parameters()]
+        params = [p.detach() for module in online.values() for p in module.parameters()]
+        torch._foreach_lerp_(params_m, params, 1.0 - self.decay)  # theta_m + (1 - decay) (theta - theta_m)
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep the momentum weights as they are (the later batches of one gradient-accumulation window)."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
 
     @torch.no_grad()
     def enqueue(self, features: Mapping[str, Tensor]) -> None:

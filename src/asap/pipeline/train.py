@@ -25,6 +25,7 @@ from asap.pipeline.common import (
     print_metric_summary,
     write_json,
 )
+from asap.pipeline.global_batch import apply_global_batch
 from asap.utils.console import print_config_tree
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg)
     callbacks = drop_callbacks_needing_a_logger(callbacks, loggers)
     trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    apply_global_batch(trainer, cfg.get("global_batch_size"), cfg.data.batch_size)
 
     best_val: dict[str, float] = {}
     if cfg.get("train"):
