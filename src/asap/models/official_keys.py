@@ -232,7 +232,7 @@ def _import_one(
 ) -> None:
     """One tensor into `out` (fitted to our shape), or a line in the report; `block`: its in_proj row block."""
     if our_key not in target:
-        report.unmapped.append((key, f"-> {our_key}, which this model does not have (check the model overrides)"))
+        report.unmapped.append((key, f"its target {our_key} is not in this model (check the model overrides)"))
         return
     want = target[our_key]
     fitted, how = value, None if block is None else f"the {block} rows of nn.MultiheadAttention's in_proj"
