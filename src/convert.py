@@ -1,8 +1,8 @@
 """Convert official checkpoints (ALBEF, HAMMER, ASAP) into ours, and ours back into the official layout.
 
-    python src/convert.py hammer checkpoint_best.pth hammer.ckpt           # then src/eval.py ckpt_path=hammer.ckpt
-    python src/convert.py hammer tiny.pth tiny.ckpt model=tiny model.image_encoder.stem=patch   # Hydra overrides
-    python src/convert.py hammer ours.ckpt hammer_layout.pth --to-official
+python src/convert.py hammer checkpoint_best.pth hammer.ckpt           # then src/eval.py ckpt_path=hammer.ckpt
+python src/convert.py hammer tiny.pth tiny.ckpt model=tiny model.image_encoder.stem=patch   # Hydra overrides
+python src/convert.py hammer ours.ckpt hammer_layout.pth --to-official
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("src", type=Path, help="the file to read (official .pth, or ours with --to-official)")
     parser.add_argument("dst", type=Path, help="the file to write")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the model, e.g. model=tiny")
-    parser.add_argument("--to-official", action="store_true", help="write our checkpoint in the official layout")
+    parser.add_argument(
+        "--to-official", action="store_true", help="write our checkpoint in the official layout"
+    )
     parser.add_argument(
         "--allow-missing", action="store_true", help="write the file even when some tensors do not map"
     )
@@ -44,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.to_official:
         if args.overrides:
-            raise SystemExit("convert.py: --to-official takes no overrides (the model comes from the checkpoint)")
+            raise SystemExit(
+                "convert.py: --to-official takes no overrides (the model comes from the checkpoint)"
+            )
         export_checkpoint(args.source, args.src, args.dst, args.allow_missing)
     else:
         import_checkpoint(args.source, args.src, args.dst, args.overrides, args.allow_missing)

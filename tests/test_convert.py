@@ -7,6 +7,7 @@ models/ASAP.py, vit.py, xbert.py) and the tiny model's sizes; the official code 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -44,17 +45,27 @@ def _mlp(name: str, out_dim: int) -> dict[str, tuple[int, ...]]:
 
 def _mha(name: str) -> dict[str, tuple[int, ...]]:
     """nn.MultiheadAttention(D, heads): packed in_proj and out_proj."""
-    return {f"{name}.in_proj_weight": (3 * D, D), f"{name}.in_proj_bias": (3 * D,)} | _linear(f"{name}.out_proj", D, D)
+    return {f"{name}.in_proj_weight": (3 * D, D), f"{name}.in_proj_bias": (3 * D,)} | _linear(
+        f"{name}.out_proj", D, D
+    )
 
 
 def _vit(prefix: str) -> dict[str, tuple[int, ...]]:
     """models/vit.py VisionTransformer."""
-    shapes = {"cls_token": (1, 1, D), "pos_embed": (1, 1 + GRID * GRID, D), "patch_embed.proj.weight": (D, 3, 8, 8)}
+    shapes = {
+        "cls_token": (1, 1, D),
+        "pos_embed": (1, 1 + GRID * GRID, D),
+        "patch_embed.proj.weight": (D, 3, 8, 8),
+    }
     shapes |= {"patch_embed.proj.bias": (D,)} | _norm("norm", D)
     for i in range(DEPTH):
         b = f"blocks.{i}"
-        shapes |= _norm(f"{b}.norm1", D) | _linear(f"{b}.attn.qkv", 3 * D, D) | _linear(f"{b}.attn.proj", D, D)
-        shapes |= _norm(f"{b}.norm2", D) | _linear(f"{b}.mlp.fc1", 4 * D, D) | _linear(f"{b}.mlp.fc2", D, 4 * D)
+        shapes |= (
+            _norm(f"{b}.norm1", D) | _linear(f"{b}.attn.qkv", 3 * D, D) | _linear(f"{b}.attn.proj", D, D)
+        )
+        shapes |= (
+            _norm(f"{b}.norm2", D) | _linear(f"{b}.mlp.fc1", 4 * D, D) | _linear(f"{b}.mlp.fc2", D, 4 * D)
+        )
     return {f"{prefix}.{k}": v for k, v in shapes.items()}
 
 
@@ -62,21 +73,27 @@ def _bert(prefix: str) -> dict[str, tuple[int, ...]]:
     """xbert BertForTokenClassification: embeddings, layers (cross-attention from fusion_layer on), classifier."""
     e = f"{prefix}.bert.embeddings"
     shapes = {f"{e}.word_embeddings.weight": (VOCAB, D), f"{e}.position_embeddings.weight": (MAXPOS, D)}
-    shapes |= {f"{e}.token_type_embeddings.weight": (2, D), f"{e}.position_ids": (1, MAXPOS)} | _norm(f"{e}.LayerNorm", D)
+    shapes |= {f"{e}.token_type_embeddings.weight": (2, D), f"{e}.position_ids": (1, MAXPOS)} | _norm(
+        f"{e}.LayerNorm", D
+    )
     for i in range(LAYERS):
         layer = f"{prefix}.bert.encoder.layer.{i}"
         for block in ["attention"] + (["crossattention"] if i >= FUSION else []):
             for name in ("self.query", "self.key", "self.value", "output.dense"):
                 shapes |= _linear(f"{layer}.{block}.{name}", D, D)
             shapes |= _norm(f"{layer}.{block}.output.LayerNorm", D)
-        shapes |= _linear(f"{layer}.intermediate.dense", INTER, D) | _linear(f"{layer}.output.dense", D, INTER)
+        shapes |= _linear(f"{layer}.intermediate.dense", INTER, D) | _linear(
+            f"{layer}.output.dense", D, INTER
+        )
         shapes |= _norm(f"{layer}.output.LayerNorm", D)
     return shapes | _mlp(f"{prefix}.classifier", 2)
 
 
 def hammer_shapes() -> dict[str, tuple[int, ...]]:
     """HAMMER.state_dict() at the tiny sizes: encoders + momentum copies, heads, LPAA, queues, temp."""
-    shapes = _vit("visual_encoder") | _vit("visual_encoder_m") | _bert("text_encoder") | _bert("text_encoder_m")
+    shapes = (
+        _vit("visual_encoder") | _vit("visual_encoder_m") | _bert("text_encoder") | _bert("text_encoder_m")
+    )
     for suffix in ("", "_m"):
         shapes |= _linear(f"vision_proj{suffix}", E, D) | _linear(f"text_proj{suffix}", E, D)
     shapes |= {"temp": (), "image_queue": (E, QUEUE), "text_queue": (E, QUEUE), "queue_ptr": (1,)}
@@ -136,7 +153,9 @@ def test_every_hammer_tensor_is_mapped(
     _, report = converted
     state = hammer[1]
     assert report.unmapped == [] and report.missing == []
-    assert {k for k, _ in report.dropped} == {f"{t}.bert.embeddings.position_ids" for t in ("text_encoder", "text_encoder_m")}
+    assert {k for k, _ in report.dropped} == {
+        f"{t}.bert.embeddings.position_ids" for t in ("text_encoder", "text_encoder_m")
+    }
     used = {k for k, _ in report.mapped} | {k for k, _ in report.dropped}
     used |= {how.split(":")[0] for _, how in report.derived if ":" in how}  # the in_proj tensors
     assert used == set(state)
@@ -159,7 +178,10 @@ def test_hammer_tensors_land_in_the_right_modules(
     eq(vb.aggregator.value.bias, state["aggregator.in_proj_bias"][2 * D :])
     eq(vb.aggregator.output.weight, state["aggregator.out_proj.weight"])
     fusion = model.momentum["text_biased_encoder"].layers[1]
-    eq(fusion.cross_attention.query.weight, state["text_encoder_m.bert.encoder.layer.3.crossattention.self.query.weight"])
+    eq(
+        fusion.cross_attention.query.weight,
+        state["text_encoder_m.bert.encoder.layer.3.crossattention.self.query.weight"],
+    )
     eq(model.momentum.text_queue, state["text_queue"].T)
     assert int(model.momentum.queue_ptr) == 5
     eq(model.alignment.temperature, state["temp"])
@@ -172,18 +194,26 @@ def test_vision_biased_encoder_computes_what_hammers_multihead_attention_compute
     model, state = load(converted[0]).model, hammer[1]
 
     def official(name: str, module: nn.Module) -> nn.Module:
-        module.load_state_dict({k.removeprefix(name + "."): v for k, v in state.items() if k.startswith(name + ".")})
+        module.load_state_dict(
+            {k.removeprefix(name + "."): v for k, v in state.items() if k.startswith(name + ".")}
+        )
         return module.eval()
 
     cross = official("it_cross_attn", nn.MultiheadAttention(D, HEADS, batch_first=True))
     aggregator = official("aggregator", nn.MultiheadAttention(D, HEADS, batch_first=True))
-    norm_cross, norm_aggr = official("norm_layer_it_cross_atten", nn.LayerNorm(D)), official("norm_layer_aggr", nn.LayerNorm(D))
+    norm_cross, norm_aggr = (
+        official("norm_layer_it_cross_atten", nn.LayerNorm(D)),
+        official("norm_layer_aggr", nn.LayerNorm(D)),
+    )
     g = torch.Generator().manual_seed(1)
     image, text = torch.randn(3, 1 + GRID * GRID, D, generator=g), torch.randn(3, 7, D, generator=g)
     mask = torch.ones(3, 7, dtype=torch.long)
     mask[1, 5:] = 0
     with torch.no_grad():  # HAMMER.forward, is_train=False
-        fused = image + cross(norm_cross(image), norm_cross(text), norm_cross(text), key_padding_mask=mask == 0)[0]
+        fused = (
+            image
+            + cross(norm_cross(image), norm_cross(text), norm_cross(text), key_padding_mask=mask == 0)[0]
+        )
         query = norm_aggr(state["cls_token_local"].expand(3, -1, -1))
         pooled = aggregator(query, norm_aggr(fused[:, 1:]), norm_aggr(fused[:, 1:]))[0].squeeze(1)
         ours = model.vision_biased_encoder(image, text, mask)
@@ -233,7 +263,10 @@ def test_export_then_import_is_the_identity_and_gives_the_same_outputs(workdir: 
     [
         (lambda s: s.pop("aggregator.out_proj.bias"), "vision_biased_encoder.aggregator.output.bias"),
         (lambda s: s.update({"bbox_head.6.weight": torch.zeros(3, 2 * D)}), "bbox_head.6.weight"),
-        (lambda s: s.update({"it_cross_attn.in_proj_bias": torch.zeros(2 * D)}), "it_cross_attn.in_proj_bias"),
+        (
+            lambda s: s.update({"it_cross_attn.in_proj_bias": torch.zeros(2 * D)}),
+            "it_cross_attn.in_proj_bias",
+        ),
         (lambda s: s.update({"extra_head.weight": torch.zeros(2)}), "extra_head.weight"),
     ],
     ids=["missing", "misshaped", "misshaped_in_proj", "unknown"],
@@ -259,27 +292,79 @@ def test_asap_layout_maps_except_the_official_mode_tensors(workdir: Path) -> Non
     from asap.models.text_encoder import bert_config
 
     state = random_state(asap_shapes())
-    awaiting = {f"it_cross_attn.selfatten.{k}" for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")}
+    awaiting = {
+        f"it_cross_attn.selfatten.{k}"
+        for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+    }
     awaiting |= {"UtilsC", "itm_head_m.6.weight", "itm_head_m.6.bias"}  # 2-way IED head
     cfg = compose_config("asap", TINY)
     from asap.models import ASAPLitModule
     from asap.pipeline.common import container
 
-    model = ASAPLitModule(**{k: container(cfg[k]) for k in ("model", "loss", "ablation", "optim")}, load_pretrained=False).model
+    model = ASAPLitModule(
+        **{k: container(cfg[k]) for k in ("model", "loss", "ablation", "optim")}, load_pretrained=False
+    ).model
     text = model.cfg.text_encoder
-    _, report = import_official(state, "asap", model.state_dict(), text.text_layers, bert_config(text).num_hidden_layers)
+    _, report = import_official(
+        state, "asap", model.state_dict(), text.text_layers, bert_config(text).num_hidden_layers
+    )
     unmapped = {k for k, _ in report.unmapped}
     assert unmapped <= awaiting, unmapped - awaiting
     mapped = dict(report.mapped)
     assert mapped["UtilsB"] == "delta" and mapped["patch_head.weight"] == "patch_head.weight"
-    assert mapped["cap_queue"] == "momentum.caption_queue" and mapped["prom_queue"] == "momentum.explanation_queue"
-    assert mapped["it_cross_attn.crossatten.out_proj.weight"] == "vision_biased_encoder.cross_attention.output.weight"
+    assert (
+        mapped["cap_queue"] == "momentum.caption_queue"
+        and mapped["prom_queue"] == "momentum.explanation_queue"
+    )
+    assert (
+        mapped["it_cross_attn.crossatten.out_proj.weight"]
+        == "vision_biased_encoder.cross_attention.output.weight"
+    )
     if unmapped:  # the CLI path refuses, listing them
         src = workdir / "asap.pth"
         torch.save({"model": state}, src)
         with pytest.raises(ConversionError) as info:
             import_checkpoint("asap", src, workdir / "asap.ckpt", TINY)
         assert all(key.split(" ")[0] in str(info.value) for key in unmapped)
+
+
+def load_script(name: str):  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py") + "_script", ROOT / "src" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_reports_every_key_and_exits_2_naming_what_does_not_map(
+    hammer: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python src/convert.py hammer SRC DST overrides` (its `main`): complete report lines off a terminal."""
+    convert = load_script("convert.py")
+    dst = tmp_path / "cli.ckpt"
+    assert convert.main(["hammer", str(hammer[0]), str(dst), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "mapped    it_cross_attn.out_proj.weight  ->  vision_biased_encoder.cross_attention.output.weight\n"
+        in out
+    )
+    assert (
+        "derived   vision_biased_encoder.aggregator.key.bias  ->  aggregator.in_proj_bias: the key rows"
+        in out
+    )
+    assert "dropped   text_encoder_m.bert.embeddings.position_ids  ->  constant buffer" in out
+    assert convert.main(["hammer", str(dst), str(tmp_path / "back.pth"), "--to-official"]) == 0
+    assert (
+        "derived   it_cross_attn.in_proj_weight  ->  query, key, value rows joined" in capsys.readouterr().out
+    )
+    state = dict(hammer[1])
+    state.pop("cls_token_local")
+    torch.save({"model": state}, tmp_path / "broken.pth")
+    with pytest.raises(SystemExit) as info:
+        convert.main(["hammer", str(tmp_path / "broken.pth"), str(tmp_path / "broken.ckpt"), *TINY])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        info.value.code == 2 and "ConversionError" in out and "vision_biased_encoder.aggregator_query" in out
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- eval / predict
@@ -290,7 +375,12 @@ DATA += ["data.num_workers=0", "data.validate_workers=1", "data.eval_batch_size=
 
 
 def eval_overrides(workdir: Path, ckpt: Path) -> list[str]:
-    return [f"ckpt_path={ckpt}", f"paths.log_dir={workdir / 'logs'}", f"paths.data_dir={workdir / 'data'}", *DATA]
+    return [
+        f"ckpt_path={ckpt}",
+        f"paths.log_dir={workdir / 'logs'}",
+        f"paths.data_dir={workdir / 'data'}",
+        *DATA,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +394,10 @@ def one_process(workdir: Path, converted: tuple[Path, object]) -> Path:
     out = workdir / "eval_one"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("eval", [*eval_overrides(workdir, converted[0]), f"paths.output_dir={out}", f"paths.work_dir={workdir}"])
+        cfg = compose(
+            "eval",
+            [*eval_overrides(workdir, converted[0]), f"paths.output_dir={out}", f"paths.work_dir={workdir}"],
+        )
     evaluate(cfg)
     return out
 
@@ -327,11 +420,19 @@ def test_predict_runs_on_the_converted_checkpoint(converted: tuple[Path, object]
     assert 0.0 <= prediction.verdict.fake_probability <= 1.0
 
 
-def test_ddp_eval_with_two_processes_equals_one_process(workdir: Path, converted: tuple[Path, object], one_process: Path) -> None:
+def test_ddp_eval_with_two_processes_equals_one_process(
+    workdir: Path, converted: tuple[Path, object], one_process: Path
+) -> None:
     out = workdir / "eval_ddp"
     env = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
     args = [*eval_overrides(workdir, converted[0]), "trainer=ddp_cpu", f"hydra.run.dir={out}"]
-    run = subprocess.run([sys.executable, str(ROOT / "src" / "eval.py"), *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "src" / "eval.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "MEMBER: 2/2" in run.stderr  # two processes took part
     single, ddp = (json.loads((d / "metrics.json").read_text()) for d in (one_process, out))

@@ -36,7 +36,9 @@ class Rule:
     official: str  # a key, or a prefix ending in "."
     ours: str
     kind: str = "copy"  # copy | attention | queue | pointer
-    momentum: bool = False  # the official model also keeps `<first name>_m.<rest>` (ours: momentum.copies.<ours>)
+    momentum: bool = (
+        False  # the official model also keeps `<first name>_m.<rest>` (ours: momentum.copies.<ours>)
+    )
 
 
 # ALBEF's encoders, projections, temperature and queues (models/model_pretrain.py); HAMMER and ASAP keep them
@@ -78,7 +80,11 @@ ASAP_RULES = (
 DROPPED = (
     (SOURCES, r"\.embeddings\.position_ids$", "constant buffer 0..n-1 (transformers rebuilds it)"),
     (("albef",), r"^text_encoder(_m)?\.cls\.", "ALBEF's masked-language-model head (pre-training only)"),
-    (("albef",), r"^itm_head\.", "ALBEF's linear ITM head (pre-training only; HAMMER's binary head is an MLP)"),
+    (
+        ("albef",),
+        r"^itm_head\.",
+        "ALBEF's linear ITM head (pre-training only; HAMMER's binary head is an MLP)",
+    ),
 )
 # our tensors the official layouts do not keep: (pattern, reason)
 OURS_ONLY = ((r"^momentum\.copies\.alignment\.temperature$", "unused (the momentum targets use `temp`)"),)
@@ -180,7 +186,9 @@ class KeyReport:
         return lines
 
     def counts(self) -> dict[str, int]:
-        return {name: len(getattr(self, name)) for name in ("mapped", "derived", "dropped", "unmapped", "missing")}
+        return {
+            name: len(getattr(self, name)) for name in ("mapped", "derived", "dropped", "unmapped", "missing")
+        }
 
 
 def import_official(
@@ -232,7 +240,9 @@ def _import_one(
 ) -> None:
     """One tensor into `out` (fitted to our shape), or a line in the report; `block`: its in_proj row block."""
     if our_key not in target:
-        report.unmapped.append((key, f"its target {our_key} is not in this model (check the model overrides)"))
+        report.unmapped.append(
+            (key, f"its target {our_key} is not in this model (check the model overrides)")
+        )
         return
     want = target[our_key]
     fitted, how = value, None if block is None else f"the {block} rows of nn.MultiheadAttention's in_proj"
@@ -288,7 +298,9 @@ def export_official(
             report.unmapped.append((official, f"only {sorted(parts)} of query/key/value present"))
             continue
         out[official] = torch.cat([parts[i] for i in range(len(ATTENTION_PARTS))])
-        report.derived.append((official, "query, key, value rows joined into nn.MultiheadAttention's in_proj"))
+        report.derived.append(
+            (official, "query, key, value rows joined into nn.MultiheadAttention's in_proj")
+        )
     for key in [k for k in out if k.endswith(".embeddings.position_embeddings.weight")]:
         ids = key.replace("position_embeddings.weight", "position_ids")
         out[ids] = torch.arange(out[key].shape[0])[None]  # (1, max_len), as xbert's buffer

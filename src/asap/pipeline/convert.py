@@ -31,7 +31,11 @@ PRESETS = {
     "hammer": ["experiment=hammer_baseline", "model.momentum.enabled=true"],
     "asap": ["experiment=asap_full", "model.momentum.enabled=true"],
 }
-REQUIRE_EVERY_TARGET = {"albef": False, "hammer": True, "asap": True}  # ALBEF has no heads: they stay initialised
+REQUIRE_EVERY_TARGET = {
+    "albef": False,
+    "hammer": True,
+    "asap": True,
+}  # ALBEF has no heads: they stay initialised
 
 
 class ConversionError(UserError):
@@ -62,7 +66,9 @@ def import_checkpoint(
     state = _official_state(read_checkpoint(src), src)
     text = module.model.cfg.text_encoder
     ours = module.model.state_dict()
-    values, report = import_official(state, source, ours, text.text_layers, bert_config(text).num_hidden_layers)
+    values, report = import_official(
+        state, source, ours, text.text_layers, bert_config(text).num_hidden_layers
+    )
     print_report(report, src, dst)
     _check(report, allow_missing, REQUIRE_EVERY_TARGET[source], src)
     module.model.load_state_dict(values, strict=False)
