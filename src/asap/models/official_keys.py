@@ -36,9 +36,8 @@ class Rule:
     official: str  # a key, or a prefix ending in "."
     ours: str
     kind: str = "copy"  # copy | attention | queue | pointer
-    momentum: bool = (
-        False  # the official model also keeps `<first name>_m.<rest>` (ours: momentum.copies.<ours>)
-    )
+    # the official model also keeps `<first name>_m.<rest>` (ours: momentum.copies.<ours>)
+    momentum: bool = False
 
 
 # ALBEF's encoders, projections, temperature and queues (models/model_pretrain.py); HAMMER and ASAP keep them
