@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lightning
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -80,7 +81,8 @@ def import_checkpoint(
 def save_checkpoint(module: Any, dst: Path, **extra: Any) -> Path:
     """`module`'s weights and config as the checkpoint `ASAPLitModule.load_from_checkpoint_safely` reads."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), **extra}, dst)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    torch.save({**checkpoint, "pytorch-lightning_version": lightning.__version__, **extra}, dst)
     return dst
 
 
@@ -96,6 +98,10 @@ def export_checkpoint(source: str, src: Path, dst: Path, allow_missing: bool = F
     )
     print_report(report, src, dst)
     _check(report, allow_missing, False, src)
+    if module.model.momentum is None:
+        log.warning(
+            "no momentum copies or queues (model.momentum.enabled=false): the official code keeps its own"
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": state}, dst)
     log.info("wrote %s in the official %s layout", dst, source)
