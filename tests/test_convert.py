@@ -362,9 +362,12 @@ def test_cli_reports_every_key_and_exits_2_naming_what_does_not_map(
     with pytest.raises(SystemExit) as info:
         convert.main(["hammer", str(tmp_path / "broken.pth"), str(tmp_path / "broken.ckpt"), *TINY])
     out = " ".join(capsys.readouterr().out.split())
-    assert (
-        info.value.code == 2 and "ConversionError" in out and "vision_biased_encoder.aggregator_query" in out
-    )
+    assert info.value.code == 2 and "ConversionError" in out
+    assert "vision_biased_encoder.aggregator_query" in out
+    with pytest.raises(SystemExit) as info:  # one of ours given as the official file
+        convert.main(["hammer", str(dst), str(tmp_path / "again.ckpt"), *TINY])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 2 and "CheckpointError" in out and "--to-official exports it" in out
 
 
 # ---------------------------------------------------------------------------------------------------- eval / predict

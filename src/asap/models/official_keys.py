@@ -317,6 +317,10 @@ def _export_value(rule: Rule, value: Tensor) -> Tensor:
 
 def official_state_dict(checkpoint: object, path: str) -> dict[str, Tensor]:
     """The state dict of an official checkpoint: `{'model': ...}` or bare, a DDP `module.` prefix removed."""
+    if isinstance(checkpoint, dict) and "state_dict" in checkpoint and "hyper_parameters" in checkpoint:
+        raise ValueError(
+            f"{path} is a checkpoint of this project, not an official one (--to-official exports it)"
+        )
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
         raise ValueError(f"{path} holds no state dict (expected {{'model': {{...}}}} or a bare state dict)")
