@@ -423,6 +423,7 @@ def test_predict_runs_on_the_converted_checkpoint(converted: tuple[Path, object]
     assert 0.0 <= prediction.verdict.fake_probability <= 1.0
 
 
+@pytest.mark.slow
 def test_ddp_eval_with_two_processes_equals_one_process(
     workdir: Path, converted: tuple[Path, object], one_process: Path
 ) -> None:
