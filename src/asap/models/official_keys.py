@@ -71,7 +71,7 @@ ASAP_RULES = (
     Rule("itm_head_m.", "ied_head."),  # IED's 2-way head (official mode; ours is 1-way otherwise)
     Rule("patch_head.", "patch_head."),
     Rule("UtilsB", "delta"),  # binary head and IED: t_cls + UtilsB * F_v
-    Rule("UtilsC", "delta_multilabel"),  # (official mode) multi-label head: t_cls + UtilsC * F_v
+    Rule("UtilsC", "multilabel_delta"),  # (official mode) multi-label head: t_cls + UtilsC * F_v
     Rule("cap_queue", "momentum.caption_queue", "queue"),
     Rule("prom_queue", "momentum.explanation_queue", "queue"),
 )
