@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny", "model.image_encoder.stem=patch", "model.momentum.queue_size=16"]
 D, HEADS, DEPTH, LAYERS, FUSION, INTER, VOCAB, MAXPOS, E, QUEUE = 128, 4, 4, 4, 2, 512, 30522, 512, 64, 16
 GRID, PATCH = 8, 8  # 64x64 images, 8x8 patches
+# ASAP's own vision-biased block, 2-way IED head and UtilsC come with the official mode (docs/fidelity.md)
+OFFICIAL_MODE = (ROOT / "conf" / "mode" / "official.yaml").is_file()
+ASAP_TINY = [*TINY, "mode=official"] if OFFICIAL_MODE else TINY
+AWAITING_OFFICIAL_MODE = {"UtilsC", "itm_head_m.6.weight", "itm_head_m.6.bias"} | {
+    f"it_cross_attn.selfatten.{k}"
+    for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+}
 
 
 def _linear(name: str, out_dim: int, in_dim: int) -> dict[str, tuple[int, ...]]:
@@ -187,38 +194,50 @@ def test_hammer_tensors_land_in_the_right_modules(
     eq(model.alignment.temperature, state["temp"])
 
 
-def test_vision_biased_encoder_computes_what_hammers_multihead_attention_computes(
-    converted: tuple[Path, object], hammer: tuple[Path, dict[str, torch.Tensor]]
-) -> None:
-    """HAMMER's LPAA with torch's nn.MultiheadAttention on the official tensors == ours after the in_proj split."""
-    model, state = load(converted[0]).model, hammer[1]
+def official_lpaa(
+    state: dict[str, torch.Tensor], image: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, asap: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """HAMMER's LPAA (or ASAP's, with its Multilmodelattention) in `forward(is_train=False)`, on the official
+    tensors with torch's nn.MultiheadAttention -> (normalised patches (B, N, D), pooled F_v (B, D))."""
 
     def official(name: str, module: nn.Module) -> nn.Module:
-        module.load_state_dict(
-            {k.removeprefix(name + "."): v for k, v in state.items() if k.startswith(name + ".")}
-        )
+        prefix = name + "."
+        module.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
         return module.eval()
 
-    cross = official("it_cross_attn", nn.MultiheadAttention(D, HEADS, batch_first=True))
-    aggregator = official("aggregator", nn.MultiheadAttention(D, HEADS, batch_first=True))
-    norm_cross, norm_aggr = (
-        official("norm_layer_it_cross_atten", nn.LayerNorm(D)),
-        official("norm_layer_aggr", nn.LayerNorm(D)),
-    )
+    def attention(name: str) -> nn.Module:
+        return official(name, nn.MultiheadAttention(D, HEADS, batch_first=True))
+
+    norm_cross = official("norm_layer_it_cross_atten", nn.LayerNorm(D))
+    norm_aggr = official("norm_layer_aggr", nn.LayerNorm(D))
+    query, keys = norm_cross(image), norm_cross(text)  # (B, 1+N, D), (B, L, D)
+    if asap:  # self-attention over the image, cross-attention to the text, residual on the normalised image
+        x = attention("it_cross_attn.selfatten")(query, query, query)[0]
+        fused = query + attention("it_cross_attn.crossatten")(x, keys, keys, key_padding_mask=mask == 0)[0]
+    else:
+        fused = image + attention("it_cross_attn")(query, keys, keys, key_padding_mask=mask == 0)[0]
+    patches = norm_aggr(fused[:, 1:])  # (B, N, D)
+    cls_local = norm_aggr(state["cls_token_local"].expand(image.shape[0], -1, -1))  # (B, 1, D)
+    return patches, attention("aggregator")(cls_local, patches, patches)[0].squeeze(1)
+
+
+def assert_lpaa_matches(model: nn.Module, state: dict[str, torch.Tensor], asap: bool) -> None:
     g = torch.Generator().manual_seed(1)
     image, text = torch.randn(3, 1 + GRID * GRID, D, generator=g), torch.randn(3, 7, D, generator=g)
     mask = torch.ones(3, 7, dtype=torch.long)
-    mask[1, 5:] = 0
-    with torch.no_grad():  # HAMMER.forward, is_train=False
-        fused = (
-            image
-            + cross(norm_cross(image), norm_cross(text), norm_cross(text), key_padding_mask=mask == 0)[0]
-        )
-        query = norm_aggr(state["cls_token_local"].expand(3, -1, -1))
-        pooled = aggregator(query, norm_aggr(fused[:, 1:]), norm_aggr(fused[:, 1:]))[0].squeeze(1)
+    mask[1, 5:] = 0  # padding in one text
+    with torch.no_grad():
+        patches, pooled = official_lpaa(state, image, text, mask, asap)
         ours = model.vision_biased_encoder(image, text, mask)
     torch.testing.assert_close(ours.pooled, pooled, atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(ours.patches, norm_aggr(fused[:, 1:]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ours.patches, patches, atol=1e-6, rtol=1e-5)
+
+
+def test_vision_biased_encoder_computes_what_hammers_lpaa_computes(
+    converted: tuple[Path, object], hammer: tuple[Path, dict[str, torch.Tensor]]
+) -> None:
+    """HAMMER's LPAA with torch's nn.MultiheadAttention == ours after the in_proj split."""
+    assert_lpaa_matches(load(converted[0]).model, hammer[1], asap=False)
 
 
 def test_import_then_export_returns_the_same_tensors(
@@ -285,47 +304,58 @@ def test_a_missing_or_misshaped_tensor_stops_the_conversion_naming_it(
     assert dst.exists()
 
 
-def test_asap_layout_maps_except_the_official_mode_tensors(workdir: Path) -> None:
-    """ASAP's tensors all have a rule; those whose targets come with the official mode are the only ones left
-    over (none once the official-mode modules exist), and the conversion stops while any is."""
+@pytest.fixture(scope="module")
+def asap_import() -> tuple[dict[str, torch.Tensor], nn.Module, object]:
+    """An ASAP-layout state dict imported into the `asap` preset's model (the official mode where it exists)."""
+    from asap.models import ASAPLitModule
     from asap.models.official_keys import import_official
     from asap.models.text_encoder import bert_config
-
-    state = random_state(asap_shapes())
-    awaiting = {
-        f"it_cross_attn.selfatten.{k}"
-        for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
-    }
-    awaiting |= {"UtilsC", "itm_head_m.6.weight", "itm_head_m.6.bias"}  # 2-way IED head
-    cfg = compose_config("asap", TINY)
-    from asap.models import ASAPLitModule
     from asap.pipeline.common import container
 
-    model = ASAPLitModule(
-        **{k: container(cfg[k]) for k in ("model", "loss", "ablation", "optim")}, load_pretrained=False
-    ).model
+    state = random_state(asap_shapes())
+    cfg = compose_config("asap", ASAP_TINY)
+    hparams = {k: container(cfg[k]) for k in ("model", "loss", "ablation", "optim")}
+    model = ASAPLitModule(**hparams, load_pretrained=False).model.eval()
     text = model.cfg.text_encoder
-    _, report = import_official(
+    values, report = import_official(
         state, "asap", model.state_dict(), text.text_layers, bert_config(text).num_hidden_layers
     )
-    unmapped = {k for k, _ in report.unmapped}
-    assert unmapped <= awaiting, unmapped - awaiting
+    model.load_state_dict(values, strict=False)
+    return state, model, report
+
+
+def test_asap_layout_maps_every_tensor_in_official_mode(
+    asap_import: tuple[dict[str, torch.Tensor], nn.Module, object], workdir: Path
+) -> None:
+    """Every ASAP tensor has a rule; without the official mode's modules exactly those wait, and the conversion
+    stops listing them."""
+    state, _, report = asap_import
     mapped = dict(report.mapped)
     assert mapped["UtilsB"] == "delta" and mapped["patch_head.weight"] == "patch_head.weight"
-    assert (
-        mapped["cap_queue"] == "momentum.caption_queue"
-        and mapped["prom_queue"] == "momentum.explanation_queue"
-    )
-    assert (
-        mapped["it_cross_attn.crossatten.out_proj.weight"]
-        == "vision_biased_encoder.cross_attention.output.weight"
-    )
-    if unmapped:  # the CLI path refuses, listing them
-        src = workdir / "asap.pth"
-        torch.save({"model": state}, src)
-        with pytest.raises(ConversionError) as info:
-            import_checkpoint("asap", src, workdir / "asap.ckpt", TINY)
-        assert all(key.split(" ")[0] in str(info.value) for key in unmapped)
+    assert mapped["cap_queue"] == "momentum.caption_queue"
+    assert mapped["prom_queue"] == "momentum.explanation_queue"
+    cross = mapped["it_cross_attn.crossatten.out_proj.weight"]
+    assert cross == "vision_biased_encoder.cross_attention.output.weight"
+    unmapped = {k for k, _ in report.unmapped}
+    if OFFICIAL_MODE:
+        assert mapped["UtilsC"] == "multilabel_delta" and mapped["itm_head_m.6.bias"] == "ied_head.6.bias"
+        assert not unmapped and not report.missing
+        return
+    assert unmapped == AWAITING_OFFICIAL_MODE
+    src = workdir / "asap.pth"
+    torch.save({"model": state}, src)
+    with pytest.raises(ConversionError) as info:
+        import_checkpoint("asap", src, workdir / "asap.ckpt", ASAP_TINY)
+    assert all(key in str(info.value) for key in unmapped)
+
+
+def test_asap_vision_block_computes_what_multilmodelattention_computes(
+    asap_import: tuple[dict[str, torch.Tensor], nn.Module, object],
+) -> None:
+    if not OFFICIAL_MODE:
+        pytest.skip("ASAP's vision-biased block comes with the official mode (conf/mode/official.yaml)")
+    state, model, _ = asap_import
+    assert_lpaa_matches(model, state, asap=True)
 
 
 def load_script(name: str):  # noqa: ANN201
