@@ -123,7 +123,8 @@ def _check(report: KeyReport, allow_missing: bool, missing_is_problem: bool, src
         listing = "\n  ".join(problems)
         raise ConversionError(
             f"{src}: {len(problems)} tensor(s) do not map onto the {report.source} layout (no target, or another "
-            f"shape); fix the model overrides (size, layers, momentum) or pass --allow-missing:\n  {listing}"
+            f"shape); fix the overrides (model size, layers, momentum; ASAP: the official mode) or pass "
+            f"--allow-missing:\n  {listing}"
         )
     if problems:
         log.warning("--allow-missing: %d tensor(s) not converted (listed above)", len(problems))
