@@ -394,6 +394,10 @@ def test_cli_reports_every_key_and_exits_2_naming_what_does_not_map(
     out = " ".join(capsys.readouterr().out.split())
     assert info.value.code == 2 and "ConversionError" in out
     assert "vision_biased_encoder.aggregator_query" in out
+    with pytest.raises(SystemExit) as info:  # a model option that does not exist
+        convert.main(["hammer", str(hammer[0]), str(tmp_path / "x.ckpt"), "model=no_such_model"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert info.value.code == 2 and "UserError" in out and "no_such_model" in out
     with pytest.raises(SystemExit) as info:  # one of ours given as the official file
         convert.main(["hammer", str(dst), str(tmp_path / "again.ckpt"), *TINY])
     out = " ".join(capsys.readouterr().out.split())

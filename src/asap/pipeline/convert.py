@@ -16,6 +16,7 @@ import lightning
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 from rich.table import Table
 
@@ -48,8 +49,11 @@ def compose_config(source: str, overrides: list[str]) -> DictConfig:
     import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
-        return compose(config_name="train", overrides=[*PRESETS[source], *overrides])
+    try:
+        with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+            return compose(config_name="train", overrides=[*PRESETS[source], *overrides])
+    except HydraException as err:  # an unknown option or key: one line, not a traceback
+        raise UserError(f"the overrides {overrides} cannot be used: {err}") from err
 
 
 def import_checkpoint(
