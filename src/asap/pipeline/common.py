@@ -125,6 +125,22 @@ def metric_values(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def test_metrics(trainer: L.Trainer, module: L.LightningModule) -> dict[str, float]:
+    """The `test/*` metrics with each test sample counted once (train and eval jobs, one or several processes).
+
+    Under DDP the metrics synchronised across ranks also count the samples the distributed sampler repeats to fill
+    the last batch; the predictions gathered from every rank hold each sample once (`ASAPLitModule`, by record
+    index), as the protocol scores them, so those are scored instead (on every rank: the same numbers).
+    """
+    predictions = getattr(module, "test_predictions", None)
+    if predictions and trainer.world_size > 1:
+        from asap.metrics.predictions import score_predictions
+
+        log.info("DDP: test metrics scored on the %d gathered test predictions", len(predictions["index"]))
+        return score_predictions(predictions)
+    return metric_values(trainer.callback_metrics, prefix="test/")
+
+
 def print_metric_summary(columns: Mapping[str, Mapping[str, float]]) -> None:
     """The 12 DGM4 metrics (and extras) per column, as a rich table."""
     from asap.metrics import EXTRA_METRIC_NAMES, METRIC_NAMES

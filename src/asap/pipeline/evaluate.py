@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from asap.pipeline.common import hydra_overrides, metric_values, print_metric_summary, write_json
+from asap.pipeline.common import hydra_overrides, print_metric_summary, test_metrics, write_json
 from asap.pipeline.errors import UserError
 from asap.utils.console import print_config_tree
 
@@ -36,18 +36,20 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg.model.tokenizer = resolve_tokenizer_path(str(cfg.model.tokenizer), cfg.get("tokenizer"))
         cfg.ablation = OmegaConf.create(dict(module.hparams["ablation"]))
     output_dir = Path(cfg.paths.output_dir)
-    print_config_tree(cfg, save_to=output_dir / "config_tree.log")
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[RichProgressBar()])
+    if trainer.is_global_zero:  # under DDP every rank runs this job; rank 0 alone prints and writes files
+        print_config_tree(cfg, save_to=output_dir / "config_tree.log")
     if cfg.split == "test":
         trainer.test(module, datamodule=datamodule, verbose=False)
     else:
         datamodule.setup("validate")
         trainer.test(module, dataloaders=datamodule.val_dataloader(), verbose=False)
-    metrics = metric_values(trainer.callback_metrics, prefix="test/")
-
+    metrics = test_metrics(trainer, module)  # each sample once, also under DDP
+    if not trainer.is_global_zero:
+        return metrics
     predictions = save_predictions(output_dir / f"predictions_{cfg.split}.npz", **module.test_predictions)
     title = f"{Path(cfg.ckpt_path).name} on {cfg.split} ({len(module.test_predictions['ids'])} samples)"
     figure = plot_f1_per_type(metrics, output_dir / "f1_per_type.png", title=title)

@@ -21,8 +21,8 @@ from asap.pipeline.common import (
     hydra_overrides,
     instantiate,
     instantiate_callbacks,
-    metric_values,
     print_metric_summary,
+    test_metrics,
     write_json,
 )
 from asap.pipeline.global_batch import apply_global_batch
@@ -57,10 +57,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.get("test"):
         ckpt = best_ckpt if cfg.get("train") else cfg.get("ckpt_path")
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True if ckpt else None)
-        test = metric_values(trainer.callback_metrics, prefix="test/")
+        test = test_metrics(trainer, module)
         predictions = getattr(module, "test_predictions", None)
-        if predictions and trainer.world_size > 1 and trainer.is_global_zero:
-            test = _score_gathered(predictions)
         if trainer.is_global_zero and predictions:
             from asap.metrics.predictions import save_predictions
 
@@ -87,18 +85,6 @@ def train(cfg: DictConfig) -> float | None:
         log.info("metrics written to %s", output_dir / "metrics.json")
     finish_wandb(loggers)
     return _optimized_value(cfg, best_val, test)
-
-
-def _score_gathered(predictions: dict[str, Any]) -> dict[str, float]:
-    """Test metrics from the predictions gathered from every rank (one row per sample).
-
-    The metrics synchronised across ranks also count the samples the distributed sampler repeats to fill the last
-    batch; the gathered predictions hold each sample once, as the protocol scores them.
-    """
-    from asap.metrics.predictions import score_predictions
-
-    log.info("DDP: test metrics scored on the %d gathered test predictions", len(predictions["index"]))
-    return score_predictions(predictions)
 
 
 def _best_validation_metrics(trainer: L.Trainer) -> dict[str, float]:
