@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,19 @@ def parse_groupings(spec: Mapping[str, Any]) -> list[Grouping]:
     return groupings
 
 
+def load_groupings(path: str | Path) -> tuple[list[Grouping], int]:
+    """The groupings and `min_samples` of a conf/breakdown YAML file."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        raise BreakdownError(f"{path}: no such breakdown config")
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(cfg, Mapping) or not isinstance(cfg.get("groupings"), Mapping):
+        raise BreakdownError(f"{path}: expected a mapping with a 'groupings' mapping")
+    return parse_groupings(cfg["groupings"]), int(cfg.get("min_samples", 0))
+
+
 def _condition(where: str, column: str, value: Any) -> Condition:
     if isinstance(value, Mapping):
         if len(value) != 1 or next(iter(value)) not in ("in", "pattern", "range"):
@@ -116,12 +130,15 @@ def _condition(where: str, column: str, value: Any) -> Condition:
 # ---------------------------------------------------------------------------------------------- columns
 def row_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every per-row (N,) column a condition may test, derived ones included (see the module docstring)."""
-    from asap.data.records import fake_cls_of
+    from asap.data.records import DGM4DataError, fake_cls_of
 
     n = len(arrays["binary_label"])
     columns = {k: np.asarray(v) for k, v in arrays.items() if np.ndim(v) == 1 and len(v) == n}
     if "fake_cls" not in columns:  # files written before the record fields: the multi-label is one-to-one
-        columns["fake_cls"] = np.asarray([fake_cls_of(r) for r in np.asarray(arrays["multilabel_label"], int)])
+        try:
+            columns["fake_cls"] = np.asarray([fake_cls_of(r) for r in np.asarray(arrays["multilabel_label"], int)])
+        except DGM4DataError:  # a label set no DGM4 record has (e.g. FS and FA): no fake_cls column
+            pass
     box = np.asarray(arrays["box_target"], dtype=np.float64)  # (N, 4) cx, cy, w, h
     columns["box_area"] = box[:, 2] * box[:, 3]
     columns["has_box"] = columns["box_area"] > 0
@@ -242,7 +259,7 @@ def compute_breakdown(
         if missing:
             results.append(GroupingResult(grouping.name, [], 0, missing))
             continue
-        covered = np.zeros(len(columns["fake_cls"]), dtype=bool)
+        covered = np.zeros(len(arrays["binary_label"]), dtype=bool)
         slices = []
         for spec in grouping.slices:
             mask = slice_mask(spec, columns)
@@ -250,7 +267,7 @@ def compute_breakdown(
             slices.append(score_slice(spec.name, select_rows(arrays, mask), min_samples))
         results.append(GroupingResult(grouping.name, slices, int((~covered).sum())))
     overall = score_predictions(arrays, validate=False)
-    return Breakdown(split, len(columns["fake_cls"]), {m: overall[m] for m in METRIC_NAMES}, results, min_samples)
+    return Breakdown(split, len(arrays["binary_label"]), {m: overall[m] for m in METRIC_NAMES}, results, min_samples)
 
 
 def grouping_json(result: GroupingResult) -> dict[str, dict[str, float | int | None]]:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from asap.callbacks.progress import progress_bar
+from asap.pipeline.breakdown import run_breakdown
 from asap.pipeline.common import hydra_overrides, metric_values, print_metric_summary, write_json
 from asap.pipeline.errors import UserError
 from asap.utils.console import print_config_tree
@@ -40,7 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[RichProgressBar()])
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[progress_bar()])
     if cfg.split == "test":
         trainer.test(module, datamodule=datamodule, verbose=False)
     else:
@@ -49,6 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = metric_values(trainer.callback_metrics, prefix="test/")
 
     predictions = save_predictions(output_dir / f"predictions_{cfg.split}.npz", **module.test_predictions)
+    breakdown = run_breakdown(cfg, module.test_predictions, output_dir, cfg.split)
     title = f"{Path(cfg.ckpt_path).name} on {cfg.split} ({len(module.test_predictions['ids'])} samples)"
     figure = plot_f1_per_type(metrics, output_dir / "f1_per_type.png", title=title)
     write_json(
@@ -61,6 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "num_samples": len(module.test_predictions["ids"]),
             "predictions": str(predictions),
             "figure": str(figure),
+            "breakdown": {kind: str(path) for kind, path in breakdown.items()},
             "model": OmegaConf.to_container(cfg.model),
             "ablation": OmegaConf.to_container(cfg.ablation),
             "overrides": hydra_overrides(),

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from asap.metrics.breakdown import HEADLINE_METRICS, Breakdown, GroupingResult
 from asap.metrics.names import METRIC_NAMES
@@ -73,17 +74,16 @@ def to_markdown(breakdown: Breakdown) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_rich(result: GroupingResult, breakdown: Breakdown) -> Table:
-    """One grouping as a rich table (footnotes in its caption)."""
+def to_rich(result: GroupingResult, breakdown: Breakdown) -> Table | Text:
+    """One grouping as a rich table (footnotes in its caption); a line saying why when it was not computed."""
+    if result.missing:
+        return Text(f"{breakdown.split} by {result.name}: {grouping_caption(result)}")
     table = Table(title=f"{breakdown.split} by {result.name} (x100)", title_justify="left", caption_justify="left")
     table.add_column("slice")
     table.add_column("n", justify="right")
     for name in METRIC_NAMES:
         table.add_column(name, justify="right")
     caption = grouping_caption(result)
-    if result.missing:
-        table.caption = caption
-        return table
     rows, footnotes = grouping_rows(result, breakdown)
     for i, row in enumerate(rows):
         table.add_row(*row, style="bold" if i == 0 else None, end_section=i == 0)
