@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,8 +15,6 @@ from asap.metrics.breakdown import Breakdown, compute_breakdown, parse_groupings
 from asap.metrics.names import METRIC_NAMES
 from asap.reporting.breakdown import to_rich, write_breakdown
 from asap.utils.console import console
-
-log = logging.getLogger(__name__)
 
 
 def run_breakdown(
@@ -35,7 +32,7 @@ def run_breakdown(
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             log_to_wandb(logger, breakdown, paths["png"])
-    log.info("breakdown of %s written: %s", split, ", ".join(str(p) for p in paths.values()))
+    console.print(f"breakdown of {split} written: " + ", ".join(str(p) for p in paths.values()), markup=False)
     return paths
 
 
