@@ -99,6 +99,8 @@ def test_one_class_and_missing_type_slices_are_marked_with_the_reason(breakdown)
     swap = next(s for s in breakdown.grouping("fake_cls").slices if s.name == "face_swap")
     assert swap.undefined["AUC"] == "one class only (all fake)" and "FA, TS, TA" in swap.undefined["CF1"]
     assert not math.isnan(swap.values["ACC"]) and "ACC" not in swap.undefined
+    assert swap.values["mAP"] == pytest.approx(100.0) and "AP = 100 whatever the scores" in swap.conventions["mAP"]
+    assert "mAP" not in next(s for s in breakdown.grouping("modality").slices if s.name == "text_only").conventions
     markdown = to_markdown(breakdown)
     section = markdown.split("## fake_cls")[1].split("## method")[0]
     orig_row = next(line for line in section.splitlines() if line.startswith("| orig |"))

@@ -239,6 +239,10 @@ def convention_notes(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
     logits = np.asarray(arrays["token_logits"])  # (N, L, 2)
     real = labels != -100
     notes = {}
+    types = np.asarray(arrays["multilabel_label"]).astype(bool)  # (N, 4)
+    present = types.any(0)
+    if present.any() and types[:, present].all():  # AP of a class every row has is 1 whatever the scores
+        notes["mAP"] = "every row has each type present: AP = 100 whatever the scores (read OF1)"
     if not (labels == 1).any():
         notes["Recall"] = notes["F1"] = "no manipulated token in the slice: 0 by convention"
     if not ((logits[..., 1] > logits[..., 0]) & real).any():
