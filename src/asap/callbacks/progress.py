@@ -15,6 +15,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelSummary, RichModelSummary, RichProgressBar
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 
+from asap.metrics.breakdown import HEADLINE_METRICS
 from asap.utils.console import console
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,19 @@ class LogProgressBar(ProgressBar):
     def enable(self) -> None:
         self._enabled = True
 
-    def _report(self, stage: str, done: int, total: int | float, trainer: L.Trainer, final: bool = False) -> None:
+    def _report(
+        self, stage: str, done: int, total: int | float, trainer: L.Trainer, final: bool = False, prefix: str = ""
+    ) -> None:
+        """One line; `prefix` (e.g. "val/"): the headline metrics logged under it instead of the bar's metrics."""
         now = time.monotonic()
         if not self._enabled or not trainer.is_global_zero or (not final and now - self._last < self.every_s):
             return
         self._last = now
-        shown = {k: v for k, v in self.get_metrics(trainer, trainer.lightning_module).items() if k != "v_num"}
+        if prefix:
+            logged = trainer.callback_metrics
+            shown = {f"{prefix}{m}": float(logged[f"{prefix}{m}"]) for m in HEADLINE_METRICS if f"{prefix}{m}" in logged}
+        else:
+            shown = {k: v for k, v in self.get_metrics(trainer, trainer.lightning_module).items() if k != "v_num"}
         values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
         of = f"/{total}" if total != float("inf") else ""
         log.info("%s epoch %d: %d%s batches%s", stage, trainer.current_epoch, done, of, f", {values}" if values else "")
@@ -54,11 +62,12 @@ class LogProgressBar(ProgressBar):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._report("validation", int(self.total_val_batches), self.total_val_batches, trainer, final=True)
+            total = self.total_val_batches
+            self._report("validation", int(total), total, trainer, final=True, prefix="val/")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         total = sum(trainer.num_test_batches)
-        self._report("test", int(total), total, trainer, final=True)
+        self._report("test", int(total), total, trainer, final=True, prefix="test/")
 
 
 def progress_bar(every_s: float = 30.0) -> ProgressBar:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from asap.metrics.names import METRIC_NAMES, TYPE_NAMES
+from asap.metrics.names import METRIC_NAMES
 
 HEADLINE_METRICS = ("AUC", "ACC", "mAP", "IoU_mean", "F1")  # the figure's bars (ACC: AUC needs both classes)
 DERIVED_COLUMNS = ("box_area", "has_box")
@@ -220,15 +220,13 @@ def score_slice(name: str, arrays: Mapping[str, np.ndarray], min_samples: int = 
 def undefined_reasons(arrays: Mapping[str, np.ndarray], values: Mapping[str, float]) -> dict[str, str]:
     """metric -> why it is NaN on these rows (see asap.metrics: the protocol's divisions by zero)."""
     binary = np.asarray(arrays["binary_label"])
-    types = np.asarray(arrays["multilabel_label"]).astype(bool).any(0)  # (4,) type present
-    absent = ", ".join(t for t, present in zip(TYPE_NAMES, types, strict=True) if not present)
     one_class = f"one class only (all {'fake' if binary.all() else 'real'})"
     reasons = {
         "AUC": one_class,
         "EER": one_class,
         "mAP": "no manipulated type in the slice",
         "OF1": "no manipulated type in the slice: OR = 0/0",
-        "CF1": f"no sample of {absent}: their recall (CR) is undefined",
+        "CF1": "a type (FS, FA, TS, TA) is absent from the slice: its recall, so CR, is undefined",
     }
     return {m: reasons.get(m, "undefined on this slice") for m, v in values.items() if math.isnan(v)}
 
