@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except PredictionFileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.by or args.out:
+    if args.by:
         return _breakdown(args, arrays)
     values = score_predictions(arrays, chunk_size=args.chunk_size, validate=False)  # validated on load
 
@@ -99,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stdout = None  # type: ignore[assignment]  (no second error at exit)
-    return 0
+        return 0
+    return _breakdown(args, arrays) if args.out else 0
 
 
 def _breakdown(args: argparse.Namespace, arrays: dict) -> int:
-    """--by / --out: the per-slice metrics of the chosen groupings, printed and/or written."""
+    """--by (printed) and --out (written): the per-slice metrics of the chosen groupings (all without --by)."""
     import json
 
     from asap.metrics.breakdown import BreakdownError, compute_breakdown, grouping_json, load_groupings
