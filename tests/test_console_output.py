@@ -136,4 +136,4 @@ def test_train_then_test(tmp_path: Path, capsys: pytest.CaptureFixture[str], cap
     assert (out / "breakdown_test.md").is_file() and (out / "breakdown_test.csv").is_file()
     progress = [r.getMessage() for r in caplog.records if r.name == "asap.callbacks.progress"]
     assert any(m.startswith("train epoch 0: 2/2 batches") for m in progress), progress
-    assert any(m.startswith("test epoch") for m in progress), progress
+    assert any(m.startswith("test: 1/1 batches, test/AUC") for m in progress), progress  # 24 rows, batches of 64

@@ -51,7 +51,8 @@ class LogProgressBar(ProgressBar):
             shown = {k: v for k, v in self.get_metrics(trainer, trainer.lightning_module).items() if k != "v_num"}
         values = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
         of = f"/{total}" if total != float("inf") else ""
-        log.info("%s epoch %d: %d%s batches%s", stage, trainer.current_epoch, done, of, f", {values}" if values else "")
+        epoch = f" epoch {trainer.current_epoch}" if stage != "test" else ""  # a test has no epoch of its own
+        log.info("%s%s: %d%s batches%s", stage, epoch, done, of, f", {values}" if values else "")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self._report("train", args[-1] + 1, self.total_train_batches, trainer)
