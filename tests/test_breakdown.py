@@ -161,7 +161,7 @@ def test_new_arrays_are_checked(tmp_path: Path, arrays: dict[str, np.ndarray]) -
     with pytest.raises(PredictionFileError, match="array 'fake_cls' has 3 samples"):
         save_predictions(tmp_path / "p.npz", **(arrays | {"fake_cls": np.asarray(["orig"] * 3)}))
     with pytest.raises(PredictionFileError, match="array 'index' has dtype"):
-        save_predictions(tmp_path / "p.npz", **(arrays | {"index": np.zeros(len(arrays["ids"]))}))
+        save_predictions(tmp_path / "p.npz", **(arrays | {"index": np.asarray(["a"] * len(arrays["ids"]))}))
 
 
 def test_files_csv_md_png(tmp_path: Path, breakdown) -> None:  # noqa: ANN001

@@ -100,8 +100,8 @@ def _check_dtype(where: str, x: np.ndarray, spec: ArraySpec) -> None:
             raise PredictionFileError(f"{where} has dtype {x.dtype}, expected integer or string ids")
         return
     if spec.kind == "index":
-        if x.dtype.kind not in "iu":
-            raise PredictionFileError(f"{where} has dtype {x.dtype}, expected integer record indices")
+        if x.dtype.kind not in "iuf":
+            raise PredictionFileError(f"{where} has dtype {x.dtype}, expected numeric record indices")
         return
     if spec.kind == "text":
         if x.dtype.kind not in "US":
