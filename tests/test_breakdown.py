@@ -117,6 +117,13 @@ def test_empty_and_small_slices_are_listed_not_dropped(arrays: dict[str, np.ndar
     assert "| none | 0 (1) |" in to_markdown(compute_breakdown(arrays, parse_groupings(spec), min_samples=1000))
 
 
+def test_byte_string_fields_slice_like_text(arrays: dict[str, np.ndarray]) -> None:
+    as_bytes = arrays | {k: arrays[k].astype("S") for k in ("fake_cls", "image")}
+    groupings, _ = load_groupings(DEFAULT)
+    expected = [[s.n for s in g.slices] for g in compute_breakdown(arrays, groupings).groupings]
+    assert [[s.n for s in g.slices] for g in compute_breakdown(as_bytes, groupings).groupings] == expected
+
+
 def test_user_groupings_from_config(arrays: dict[str, np.ndarray]) -> None:
     spec = {
         "caught": {"fake": {"binary_label": 1}, "real": {"binary_label": [0]}},

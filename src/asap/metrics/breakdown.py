@@ -134,6 +134,7 @@ def row_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
     n = len(arrays["binary_label"])
     columns = {k: np.asarray(v) for k, v in arrays.items() if np.ndim(v) == 1 and len(v) == n}
+    columns = {k: v.astype(str) if v.dtype.kind == "S" else v for k, v in columns.items()}  # bytes -> str
     if "fake_cls" not in columns:  # files written before the record fields: the multi-label is one-to-one
         try:
             columns["fake_cls"] = np.asarray([fake_cls_of(r) for r in np.asarray(arrays["multilabel_label"], int)])
