@@ -79,12 +79,42 @@ def checkpoint(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def eval_dir(workdir: Path, checkpoint: Path) -> Path:
+def eval_run(workdir: Path, checkpoint: Path) -> tuple[Path, str]:
+    """src/eval.py with its output captured as a log would (no terminal, no COLUMNS): the folder and stdout."""
     out = workdir / "eval_out"
-    result = run("eval.py", f"ckpt_path={checkpoint}", *paths(workdir), *DATA, f"hydra.run.dir={out}")
+    env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "src/eval.py"), f"ckpt_path={checkpoint}", *paths(workdir), *DATA,
+         f"hydra.run.dir={out}"],
+        capture_output=True, text=True, cwd=ROOT, env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "DGM4 metrics" in result.stdout and "IoU_mean" in result.stdout  # the rich table
-    return out
+    return out, result.stdout
+
+
+@pytest.fixture(scope="module")
+def eval_dir(eval_run: tuple[Path, str]) -> Path:
+    return eval_run[0]
+
+
+def test_log_shows_every_metric_column_and_full_paths(eval_run: tuple[Path, str]) -> None:
+    out, stdout = eval_run
+    assert "…" not in stdout
+    header = next(line for line in stdout.splitlines() if " slice " in line and " AUC " in line)
+    for name in ("n", *METRIC_NAMES):  # the breakdown tables: every column, in full
+        assert f" {name} " in header, name
+    assert str(out / "breakdown_test.png") in stdout
+
+
+def test_breakdown_files_by_every_grouping(eval_dir: Path) -> None:
+    report = json.loads((eval_dir / "metrics.json").read_text())
+    assert report["breakdown"]["png"] == str(eval_dir / "breakdown_test.png")
+    markdown = (eval_dir / "breakdown_test.md").read_text()
+    for grouping in ("fake_cls", "method", "source", "face_size", "modality"):
+        assert f"## {grouping}" in markdown
+    with Image.open(eval_dir / "breakdown_test.png") as im:
+        assert im.format == "PNG" and im.width > 500
 
 
 def test_metrics_json_has_the_12_metrics_and_the_per_type_f1(eval_dir: Path, checkpoint: Path) -> None:

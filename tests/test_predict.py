@@ -306,13 +306,13 @@ def test_one_pair_needs_image_and_text(checkpoint: Path) -> None:
         pairs_from_config(_compose("predict", [f"ckpt_path={checkpoint}", "image=a.jpg"]))
 
 
-def _predict_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _predict_cli(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "src/predict.py"), *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env=ENV,
+        env=env,
     )
 
 
@@ -320,14 +320,17 @@ def test_predict_cli_one_pair(checkpoint: Path, synthetic_root: Path, tmp_path: 
     record = load_split(synthetic_root / "DGM4/metadata/test.json")[0]
     image = synthetic_root / record["image"]
     text = record["text"].replace('"', "")
+    out = tmp_path.joinpath(*["a_long_run_folder"] * 5)  # the figure's path is longer than 80 columns
+    log_env = {k: v for k, v in ENV.items() if k != "COLUMNS"}  # output captured as a log would be
     run = _predict_cli(
-        f"ckpt_path={checkpoint}", f"image={image}", f'text="{text}"', f"hydra.run.dir={tmp_path}"
+        f"ckpt_path={checkpoint}", f"image={image}", f'text="{text}"', f"hydra.run.dir={out}", env=log_env
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "P(manipulated)" in run.stdout
-    (verdict,) = json.loads((tmp_path / "verdicts.json").read_text())["verdicts"]
+    (verdict,) = json.loads((out / "verdicts.json").read_text())["verdicts"]
     assert verdict["text"] == text and verdict["image"] == str(image)
     assert Path(verdict["figure"]).is_file()
+    assert verdict["figure"] in run.stdout and str(image) in run.stdout and "…" not in run.stdout  # never cut
 
 
 def test_missing_image_exits_2_with_one_line(

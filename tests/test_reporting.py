@@ -77,3 +77,33 @@ def test_report_command(alpha_sweep: Path, tmp_path: Path) -> None:
     empty.mkdir()
     run = subprocess.run([sys.executable, str(ROOT / "src/report.py"), str(empty)], capture_output=True, text=True)
     assert run.returncode == 2 and "no metrics.json" in run.stdout
+
+
+def _breakdown_csv(folder: Path, auc_orig: str, acc_swap: float) -> None:
+    """A job's breakdown_test.csv, as asap.reporting.breakdown.write_csv writes it."""
+    header = ["grouping", "slice", "n", *METRIC_NAMES, "notes"]
+    rows = [
+        ["all", "all", "40", *(["50.0"] * 12), ""],
+        ["fake_cls", "orig", "20", auc_orig, *(["60.0"] * 11), "AUC: one class only (all real)"],
+        ["fake_cls", "face_swap", "20", "", "", str(acc_swap), *(["70.0"] * 9), "AUC: one class only (all fake)"],
+        ["method", "", "", *([""] * 12), "not computed"],
+    ]
+    with (folder / "breakdown_test.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+
+def test_per_type_table_beside_the_main_one(alpha_sweep: Path) -> None:
+    for job, acc in zip(("0", "1", "2", "3"), (80.0, 84.0, 70.0, 70.0), strict=True):
+        _breakdown_csv(alpha_sweep / job, "", acc)
+    results = build_results_table(alpha_sweep)
+    low = next(v for v in results.variants if v.name == "loss.alpha=0.1")
+    assert results.slice_names("fake_cls") == ["orig", "face_swap"]
+    assert results.slice_cell(low, ("fake_cls", "face_swap"), "ACC") == "82.00 ± 2.83"
+    assert results.slice_cell(low, ("fake_cls", "orig"), "AUC") == "–"  # undefined in every seed
+    paths = write_all(results, alpha_sweep)
+    md = paths["md"].read_text()
+    assert md.index("## table9_alpha by fake_cls") > md.index("| ours | loss.alpha=0.1 (n=2) |")
+    assert "| loss.alpha=0.1 | face_swap | 20 | – | – | 82.00 ± 2.83 |" in md
+    rows = list(csv.DictReader(paths["slices_csv"].open()))
+    assert [(r["run"], r["slice"]) for r in rows][:2] == [("loss.alpha=0.1", "orig"), ("loss.alpha=0.1", "face_swap")]
+    assert float(rows[1]["ACC_mean"]) == pytest.approx(82.0) and rows[1]["AUC_mean"] == ""

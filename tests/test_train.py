@@ -311,7 +311,9 @@ def test_sweep_preset_writes_metrics_per_job(alpha_sweep: Path) -> None:
         assert Path(result["best_checkpoint"]).is_file()
         alphas.append(result["config"]["loss"]["alpha"])
         assert f"loss.alpha={alphas[-1]}" in result["overrides"]
+        assert all((job / f"breakdown_test.{kind}").is_file() for kind in ("csv", "md", "png"))
     assert sorted(alphas) == [0.1, 0.5]
+    assert "## table9_alpha by fake_cls" in (alpha_sweep / "results.md").read_text()  # beside the main table
 
 
 @pytest.mark.slow
@@ -362,6 +364,10 @@ def test_sweep_gives_each_job_its_own_offline_wandb_run_with_samples(
         assert classes.count(1) == sum(
             bool(r["fake_image_box"]) for r in records
         )  # a true box where there is one
+        breakdown = run_dir / "files" / "media"  # the breakdown: a table and its figure
+        (table,) = (breakdown / "table" / "breakdown").glob("test_*.table.json")
+        assert json.loads(table.read_text())["columns"] == ["grouping", "slice", "n", *METRIC_NAMES]
+        assert len(list((breakdown / "images" / "breakdown").glob("test_figure_*.png"))) == 1
         captions = [p.read_text() for p in media(run_dir, "html", ".html")]
         assert len(captions) == len(records) and all(LEGEND in c for c in captions)
         for record in records:
@@ -421,6 +427,9 @@ def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(ddp_run: tuple[Path
     # record ids repeat in DGM4 (a text swap keeps its original's id): each row's id is its own record's
     records = json.loads((data_dir / "synthetic" / "DGM4" / "metadata" / "test.json").read_text())
     assert predictions["ids"].tolist() == [str(records[i]["id"]) for i in predictions["index"].tolist()]
+    for field in ("fake_cls", "image"):  # the record fields a breakdown slices by, each row its own record's
+        assert predictions[field].tolist() == [records[i][field] for i in predictions["index"].tolist()]
+    assert (run_dir / "breakdown_test.md").is_file()  # written once, by rank 0
     # the reported metrics count each test sample once (not the sampler's padding), as the prediction file does
     from asap.metrics.predictions import score_predictions
 

@@ -56,7 +56,8 @@ def prompt_from_config(cfg: DictConfig) -> PromptSpec:
 
 def run_from_config(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
     """Dispatch on ``cfg.mode``; returns the JSON-able summary it printed."""
-    console = console or Console()
+    if console is None:
+        from asap.utils.console import console
     if cfg.mode not in MODES:
         raise UserError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     try:

@@ -42,6 +42,15 @@ def multilabel(fake_cls: str) -> list[int]:
     return [int(m in parts) for m in MANIPULATIONS]
 
 
+def fake_cls_of(labels: list[int] | tuple[int, ...]) -> str:
+    """[FS, FA, TS, TA] -> its `fake_cls` (the inverse of `multilabel`; each of the 9 kinds has its own vector)."""
+    key = tuple(int(v) for v in labels)
+    for kind in FAKE_CLASSES:
+        if tuple(multilabel(kind)) == key:
+            return kind
+    raise DGM4DataError(f"multi-label {list(key)} [FS, FA, TS, TA] is none of the 9 DGM4 kinds")
+
+
 def is_image_manipulated(fake_cls: str) -> bool:
     fs, fa, _, _ = multilabel(fake_cls)
     return bool(fs or fa)

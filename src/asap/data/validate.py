@@ -333,13 +333,12 @@ def _check_aux(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 = all clean)."""
-    from rich.console import Console
     from rich.progress import track
 
     from asap.data.records import DGM4DataError
+    from asap.utils.console import console
 
     args = _parser().parse_args(argv)
-    console = Console()
     image_check = "deep" if args.deep else args.image_check
     files = [args.root / "DGM4" / "metadata" / f"{s}.json" for s in args.split]
     files += [f if f.is_absolute() else args.root / f for f in args.split_file]

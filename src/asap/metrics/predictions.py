@@ -9,8 +9,13 @@ Arrays (N samples, L token positions without [CLS]):
     multilabel_label  int   (N, 4)      0/1 (float 0./1. accepted)
     box_target        float (N, 4)      cx, cy, w, h in [0, 1]; zeros when there is no box
     token_labels      int   (N, L)      1 manipulated, 0 real, -100 padding
-    ids               int or str (N,)   record ids
-Other arrays may ride along (e.g. `index`); they are kept, not checked. Labels are stored as int8.
+    ids               int or str (N,)   record ids (not unique in DGM4)
+Optional, checked when present (files written before they existed still load; `asap.metrics.breakdown` slices by
+them, deriving `fake_cls` from `multilabel_label` when it is absent):
+    index             int (N,)          the record's position in its split file (unique)
+    fake_cls          str (N,)          the record's `fake_cls`, one of the 9 DGM4 kinds
+    image             str (N,)          the record's `image` path (e.g. DGM4/manipulation/simswap/...)
+Other arrays may ride along; they are kept, not checked. Labels are stored as int8.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class PredictionFileError(ValueError):
 @dataclass(frozen=True)
 class ArraySpec:
     shape: tuple[str | int, ...]  # "N" / "L": shared sizes, ints: fixed sizes
-    kind: str  # "float", "label", "ids"
+    kind: str  # "float", "label", "ids", "index" (integer), "text" (strings)
     values: tuple[int, ...] | None = None  # allowed label values
     range: tuple[float, float] | None = None  # allowed closed range of a float array
 
@@ -51,6 +56,11 @@ ARRAY_SPECS: dict[str, ArraySpec] = {
     "ids": ArraySpec(("N",), "ids"),
 }
 REQUIRED_ARRAYS = tuple(ARRAY_SPECS)
+OPTIONAL_ARRAY_SPECS: dict[str, ArraySpec] = {  # per-row record fields, for slicing (asap.metrics.breakdown)
+    "index": ArraySpec(("N",), "index"),
+    "fake_cls": ArraySpec(("N",), "text"),
+    "image": ArraySpec(("N",), "text"),
+}
 TOKEN_PAD = {"token_logits": 0.0, "token_labels": IGNORE_INDEX}  # padding of the token arrays to a common L
 
 
@@ -63,6 +73,9 @@ def validate_predictions(arrays: Mapping[str, np.ndarray], source: str = "predic
     sizes: dict[str, int] = {}
     for name, spec in ARRAY_SPECS.items():
         _check_array(source, name, np.asarray(arrays[name]), spec, sizes)
+    for name, spec in OPTIONAL_ARRAY_SPECS.items():
+        if name in arrays:
+            _check_array(source, name, np.asarray(arrays[name]), spec, sizes)
     if sizes["N"] == 0:
         raise PredictionFileError(f"{source}: holds no sample (N = 0)")
 
@@ -85,6 +98,14 @@ def _check_dtype(where: str, x: np.ndarray, spec: ArraySpec) -> None:
     if spec.kind == "ids":
         if x.dtype.kind not in "iuUS":
             raise PredictionFileError(f"{where} has dtype {x.dtype}, expected integer or string ids")
+        return
+    if spec.kind == "index":
+        if x.dtype.kind not in "iuf":
+            raise PredictionFileError(f"{where} has dtype {x.dtype}, expected numeric record indices")
+        return
+    if spec.kind == "text":
+        if x.dtype.kind not in "US":
+            raise PredictionFileError(f"{where} has dtype {x.dtype}, expected strings")
         return
     if spec.kind == "float":
         if x.dtype.kind != "f":
@@ -216,12 +237,15 @@ def score_predictions(
         return {name: float(value) for name, value in metrics.compute().items()}
 
 
-def synthetic_predictions(num_samples: int, num_tokens: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_predictions(
+    num_samples: int, num_tokens: int = 128, seed: int = 0, record_fields: bool = False
+) -> dict[str, np.ndarray]:
     """Random but plausible prediction arrays (scores correlated with the labels), for tests and benchmarks.
 
     Half the samples are fake with a non-empty set of types; FS/FA samples have a box, TS/TA ones fake
     tokens; each caption has 5..num_tokens tokens (the rest is padding); about a third of the no-box samples
-    get a ~zero predicted box (the no-box rule).
+    get a ~zero predicted box (the no-box rule). `record_fields`: each fake row is one of the 8 DGM4 kinds and
+    the rows carry `index`, `fake_cls` and a DGM4-style `image` path (method folder or news source).
     """
     rng = np.random.default_rng(seed)
     n, L = num_samples, num_tokens
@@ -230,6 +254,8 @@ def synthetic_predictions(num_samples: int, num_tokens: int = 128, seed: int = 0
     empty = np.flatnonzero(fake & ~types.any(1))
     types[empty, rng.integers(0, 4, len(empty))] = True
     types[~fake] = False
+    if record_fields:
+        types = _dgm4_kinds(fake, rng)
     has_box = types[:, :2].any(1)
 
     centre, size = rng.uniform(0.2, 0.8, (n, 2)), rng.uniform(0.05, 0.4, (n, 2))
@@ -248,7 +274,8 @@ def synthetic_predictions(num_samples: int, num_tokens: int = 128, seed: int = 0
     def noisy(signal: np.ndarray) -> np.ndarray:
         return (2.0 * signal - 1.0 + rng.normal(0, 1.2, signal.shape)).astype(np.float32)
 
-    return {
+    fields = _record_fields(types, rng) if record_fields else {}
+    return fields | {
         "binary_logits": np.stack([np.zeros(n, np.float32), noisy(fake)], 1),
         "multilabel_logits": noisy(types),
         "box_pred": box_pred.astype(np.float32),
@@ -258,4 +285,33 @@ def synthetic_predictions(num_samples: int, num_tokens: int = 128, seed: int = 0
         "box_target": box_target.astype(np.float32),
         "token_labels": token_labels,
         "ids": np.arange(n),
+    }
+
+
+def _dgm4_kinds(fake: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(N, 4) bool [FS, FA, TS, TA]: one of the 8 manipulated DGM4 kinds per fake row, none for a real one."""
+    from asap.data.records import FAKE_CLASSES, multilabel
+
+    table = np.asarray([multilabel(kind) for kind in FAKE_CLASSES], dtype=bool)  # (9, 4), row 0 = orig
+    return table[np.where(fake, rng.integers(1, len(FAKE_CLASSES), len(fake)), 0)]
+
+
+def _record_fields(types: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`index`, `fake_cls` and `image` of DGM4-like records with these (N, 4) types."""
+    from asap.data.records import fake_cls_of
+
+    methods = {0: ("infoswap", "simswap"), 1: ("StyleCLIP", "HFGI")}
+    sources = ("guardian", "usa_today", "washington_post", "bbc")
+    images = []
+    for i, row in enumerate(types):
+        pick = int(rng.integers(2))
+        if row[0] or row[1]:
+            method = methods[0 if row[0] else 1][pick]
+            images.append(f"DGM4/manipulation/{method}/{i}-{method}.jpg")
+        else:
+            images.append(f"DGM4/origin/{sources[int(rng.integers(4))]}/{i // 1000:04d}/{i % 1000}.jpg")
+    return {
+        "index": np.arange(len(types)),
+        "fake_cls": np.asarray([fake_cls_of(row) for row in types.astype(int)]),
+        "image": np.asarray(images),
     }

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
+from asap.data.records import fake_cls_of
 from asap.losses import total_loss
 from asap.metrics import DGM4Metrics
 from asap.models.albef import load_albef_checkpoint
@@ -75,7 +76,7 @@ class ASAPLitModule(L.LightningModule):
         self.val_metrics = DGM4Metrics()
         self.test_metrics = DGM4Metrics()
         self._test_batches: list[dict[str, Tensor]] = []
-        self._test_ids: list[str] = []
+        self._test_strings: dict[str, list[str]] = {}  # "ids", "image": per-row strings of the test batches
         self.test_predictions: dict[str, np.ndarray] = {}  # the arrays of `save_predictions`, after a test
 
     def forward(self, batch: Mapping[str, Any], **kwargs: Any) -> ASAPOutput:
@@ -138,7 +139,7 @@ class ASAPLitModule(L.LightningModule):
         self._log_metrics(self.val_metrics, "val")
 
     def on_test_epoch_start(self) -> None:
-        self._test_batches, self._test_ids = [], []
+        self._test_batches, self._test_strings = [], {"ids": [], "image": []}
         self.test_predictions = {}
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
@@ -160,12 +161,13 @@ class ASAPLitModule(L.LightningModule):
                 "box_target": batch["box"],
             }
         )
-        self._test_ids.extend(str(i) for i in batch["ids"])
+        self._test_strings["ids"].extend(str(i) for i in batch["ids"])
+        self._test_strings["image"].extend(str(p) for p in batch["image_path"])
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
         self.test_predictions = self._gather_predictions()
-        self._test_batches, self._test_ids = [], []
+        self._test_batches, self._test_strings = [], {}
 
     def _log_metrics(self, metrics: DGM4Metrics, split: str) -> None:
         values = metrics.compute()  # already synchronised across ranks by torchmetrics: no sync_dist
@@ -182,12 +184,13 @@ class ASAPLitModule(L.LightningModule):
         for key, value in local.items():
             value = self.all_gather(value)  # (world, n, ...) under DDP (rank-major), (n, ...) otherwise
             arrays[key] = (value.flatten(0, 1) if distributed else value).cpu().numpy()
-        ids = self._test_ids
-        if distributed:
-            per_rank: list[list[str]] = [[] for _ in range(self.trainer.world_size)]
-            torch.distributed.all_gather_object(per_rank, ids)
-            ids = [i for rank_ids in per_rank for i in rank_ids]
-        arrays["ids"] = np.asarray(ids)
+        for key, strings in self._test_strings.items():  # record ids and image paths
+            if distributed:
+                per_rank: list[list[str]] = [[] for _ in range(self.trainer.world_size)]
+                torch.distributed.all_gather_object(per_rank, strings)
+                strings = [s for rank_strings in per_rank for s in rank_strings]
+            arrays[key] = np.asarray(strings)
+        arrays["fake_cls"] = np.asarray([fake_cls_of(row) for row in arrays["multilabel_label"].astype(int)])
         _, first = np.unique(arrays["index"], return_index=True)  # one row per record, by record index
         return {k: v[first] for k, v in arrays.items()}
 

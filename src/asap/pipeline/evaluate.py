@@ -8,9 +8,10 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from asap.callbacks.progress import progress_bar
+from asap.pipeline.breakdown import run_breakdown
 from asap.pipeline.common import hydra_overrides, print_metric_summary, test_metrics, write_json
 from asap.pipeline.errors import UserError
 from asap.utils.console import print_config_tree
@@ -39,7 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[RichProgressBar()])
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, logger=False, callbacks=[progress_bar()])
     if trainer.is_global_zero:  # under DDP every rank runs this job; rank 0 alone prints and writes files
         print_config_tree(cfg, save_to=output_dir / "config_tree.log")
     if cfg.split == "test":
@@ -51,6 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not trainer.is_global_zero:
         return metrics
     predictions = save_predictions(output_dir / f"predictions_{cfg.split}.npz", **module.test_predictions)
+    breakdown = run_breakdown(cfg, module.test_predictions, output_dir, cfg.split)
     title = f"{Path(cfg.ckpt_path).name} on {cfg.split} ({len(module.test_predictions['ids'])} samples)"
     figure = plot_f1_per_type(metrics, output_dir / "f1_per_type.png", title=title)
     write_json(
@@ -63,6 +65,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "num_samples": len(module.test_predictions["ids"]),
             "predictions": str(predictions),
             "figure": str(figure),
+            "breakdown": {kind: str(path) for kind, path in breakdown.items()},
             "model": OmegaConf.to_container(cfg.model),
             "ablation": OmegaConf.to_container(cfg.ablation),
             "overrides": hydra_overrides(),

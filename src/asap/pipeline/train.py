@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics
+from asap.pipeline.breakdown import run_breakdown
 from asap.pipeline.common import (
     build_lit_module,
     build_loggers,
@@ -63,6 +64,7 @@ def train(cfg: DictConfig) -> float | None:
             from asap.metrics.predictions import save_predictions
 
             save_predictions(output_dir / "predictions_test.npz", **predictions)
+            run_breakdown(cfg, predictions, output_dir, "test", loggers)
 
     result = {
         "task_name": cfg.task_name,

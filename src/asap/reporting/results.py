@@ -53,6 +53,8 @@ class Variant:
     runs: list[dict[str, float]] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     paper_row: str | None = None
+    # per run: (grouping, slice) -> {metric: value, "n": size}, from the job's breakdown_test.csv (if any)
+    slices: list[dict[tuple[str, str], dict[str, float]]] = field(default_factory=list)
 
     def mean(self, metric: str) -> float | None:
         values = [r[metric] for r in self.runs if r.get(metric) is not None and not math.isnan(r[metric])]
@@ -61,6 +63,11 @@ class Variant:
     def std(self, metric: str) -> float | None:
         values = [r[metric] for r in self.runs if r.get(metric) is not None and not math.isnan(r[metric])]
         return statistics.stdev(values) if len(values) > 1 else None
+
+    def slice_values(self, key: tuple[str, str], metric: str) -> list[float]:
+        """The defined values of `metric` on slice `key` = (grouping, slice), one per run that has it."""
+        values = [run[key].get(metric, math.nan) for run in self.slices if key in run]
+        return [v for v in values if not math.isnan(v)]
 
 
 @dataclass
@@ -75,6 +82,33 @@ class ResultsTable:
         if mean is None:
             return "-"
         return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+
+    def slice_names(self, grouping: str) -> list[str]:
+        """The slices of `grouping` found in any run's breakdown, in their order there."""
+        keys = (k for v in self.variants for run in v.slices for k in run)
+        return list(dict.fromkeys(name for g, name in keys if g == grouping))
+
+    def slice_cell(self, variant: Variant, key: tuple[str, str], metric: str) -> str:
+        """mean ± std over the runs where the metric is defined on the slice; "–" where it is nowhere."""
+        values = variant.slice_values(key, metric)
+        if not values:
+            return "–"
+        mean = statistics.fmean(values)
+        return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def read_breakdown_csv(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """breakdown_<split>.csv -> {(grouping, slice): {metric: value (NaN where undefined), "n": size}}; {} if absent."""
+    if not path.is_file():
+        return {}
+    out = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if not row.get("slice") or not row.get("n"):
+                continue  # a grouping that was not computed
+            values = {m: float(row[m]) if row.get(m) else math.nan for m in METRIC_NAMES}
+            out[(row["grouping"], row["slice"])] = values | {"n": float(row["n"])}
+    return out
 
 
 def load_paper_tables() -> dict[int, dict[str, dict[str, float]]]:
@@ -124,6 +158,7 @@ def build_results_table(sweep_dir: Path, sweep_name: str | None = None) -> Resul
         variant = variants.setdefault(key, Variant(name=name, paper_row=_paper_row(key, row_map)))
         variant.runs.append({k: float(v) for k, v in job.get("test", {}).items()})
         variant.seeds.append(int(job.get("seed", 0)))
+        variant.slices.append(read_breakdown_csv(Path(job["_path"]).parent / "breakdown_test.csv"))
     paper = load_paper_tables().get(table_no, {}) if table_no else {}
     return ResultsTable(sweep_name=sweep_name, table=table_no, variants=list(variants.values()), paper=paper)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 
 from rich.table import Table
@@ -38,12 +39,83 @@ def to_rich(results: ResultsTable) -> Table:
     return table
 
 
+SLICE_GROUPING = "fake_cls"  # the per-slice table of a sweep: per manipulation type, as the DGM4 papers report
+
+
+def slice_rows(results: ResultsTable, grouping: str = SLICE_GROUPING) -> list[tuple[str, str, str, list[str]]]:
+    """(run, slice, n, 12 cells "mean ± std" over seeds): every variant's slices of `grouping`."""
+    out = []
+    for variant in results.variants:
+        for name in results.slice_names(grouping):
+            key = (grouping, name)
+            sizes = sorted({int(run[key]["n"]) for run in variant.slices if key in run})
+            if not sizes:
+                continue
+            n = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+            out.append((variant.name, name, n, [results.slice_cell(variant, key, m) for m in METRIC_NAMES]))
+    return out
+
+
+def to_rich_slices(results: ResultsTable, grouping: str = SLICE_GROUPING) -> Table | None:
+    """The per-slice table beside the main one (None when no job wrote a breakdown)."""
+    rows = slice_rows(results, grouping)
+    if not rows:
+        return None
+    table = Table(title=f"{results.sweep_name} by {grouping} (test, mean ± std over seeds; – undefined)")
+    for name in ("run", "slice", "n"):
+        table.add_column(name, justify="right" if name == "n" else "left")
+    for name in METRIC_NAMES:
+        table.add_column(name, justify="right")
+    previous = None
+    for run, name, n, cells in rows:
+        table.add_row(run if run != previous else "", name, n, *cells, end_section=False)
+        previous = run
+    return table
+
+
+def slices_markdown(results: ResultsTable, grouping: str = SLICE_GROUPING) -> str:
+    rows = slice_rows(results, grouping)
+    if not rows:
+        return ""
+    header = "| run | slice | n | " + " | ".join(METRIC_NAMES) + " |"
+    rule = "|---|---|---:|" + "---:|" * len(METRIC_NAMES)
+    lines = [
+        f"## {results.sweep_name} by {grouping}",
+        "",
+        "Test split, mean ± std over seeds; – = undefined on the slice (e.g. AUC on a one-class slice: see each "
+        "job's breakdown_test.md for the reasons).",
+        "",
+        header,
+        rule,
+    ]
+    lines += [f"| {run} | {name} | {n} | " + " | ".join(cells) + " |" for run, name, n, cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_slices_csv(results: ResultsTable, path: Path, grouping: str = SLICE_GROUPING) -> None:
+    """run, slice, n_seeds, <metric>_mean, <metric>_std (empty where undefined)."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "slice", "n", "n_seeds", *(f"{m}_mean" for m in METRIC_NAMES), *(f"{m}_std" for m in METRIC_NAMES)])
+        for variant in results.variants:
+            for name in results.slice_names(grouping):
+                key = (grouping, name)
+                runs = [run[key] for run in variant.slices if key in run]
+                if not runs:
+                    continue
+                values = [variant.slice_values(key, m) for m in METRIC_NAMES]
+                means = [sum(v) / len(v) if v else None for v in values]
+                stds = [statistics.stdev(v) if len(v) > 1 else None for v in values]
+                writer.writerow([variant.name, name, int(runs[0]["n"]), len(runs), *_fmt(means), *_fmt(stds)])
+
+
 def to_markdown(results: ResultsTable) -> str:
     header = "| source | run | " + " | ".join(METRIC_NAMES) + " |"
     rule = "|---|---|" + "---:|" * len(METRIC_NAMES)
     lines = [f"## {results.sweep_name}" + (f" (paper Table {results.table})" if results.table else ""), "", header, rule]
     lines += [f"| {s} | {n} | " + " | ".join(c) + " |" for s, n, c in rows(results)]
-    return "\n".join(lines) + "\n"
+    by_slice = slices_markdown(results)
+    return "\n".join(lines) + "\n" + ("\n" + by_slice if by_slice else "")
 
 
 def to_latex(results: ResultsTable) -> str:
@@ -113,9 +185,12 @@ def plot(results: ResultsTable, path: Path) -> None:
 
 
 def write_all(results: ResultsTable, out_dir: Path) -> dict[str, Path]:
-    """results.{md,tex,csv,png} in `out_dir`; returns the paths."""
+    """results.{md,tex,csv,png} in `out_dir` (and results_by_fake_cls.csv when the jobs wrote breakdowns)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / f"results.{k}" for k in ("md", "tex", "csv", "png")}
+    if slice_rows(results):
+        paths["slices_csv"] = out_dir / f"results_by_{SLICE_GROUPING}.csv"
+        write_slices_csv(results, paths["slices_csv"])
     paths["md"].write_text(to_markdown(results))
     paths["tex"].write_text(to_latex(results))
     write_csv(results, paths["csv"])

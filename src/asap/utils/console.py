@@ -1,17 +1,50 @@
-"""Rich console output: the config tree and metric tables."""
+"""Rich console output: the one Console of the project, the config tree and metric tables.
+
+Written to a terminal, the console is as wide as the terminal. Written anywhere else (`| tee`, a SLURM log, CI,
+a captured test), rich would cut every line to 80 columns; instead each `print` gets the width its renderables
+need (up to `MAX_WIDTH`), so a table shows all its columns and a path is never shortened with an ellipsis.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import rich.syntax
 import rich.tree
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
-console = Console()
+MAX_WIDTH = 1000  # columns, off a terminal; a renderable that fills any width (a rule) gets `FILL_WIDTH`
+FILL_WIDTH = 120
+
+
+class FullWidthConsole(Console):
+    """A Console that, off a terminal, prints each call at the natural width of what it prints."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.is_terminal or not objects or kwargs.get("width") is not None:
+            super().print(*objects, **kwargs)
+            return
+        saved = self._width  # rich caps a print's width at the console's: widen the console for this call
+        self.width = self.natural_width(*objects)
+        try:
+            super().print(*objects, **kwargs)
+        finally:
+            self._width = saved
+
+    def natural_width(self, *objects: Any) -> int:
+        """The columns `objects` need without wrapping (at least the console's own width)."""
+        options = self.options.update(max_width=MAX_WIDTH)
+        widths = [Measurement.get(self, options, obj).maximum for obj in objects]
+        need = max(FILL_WIDTH if w >= MAX_WIDTH else w for w in widths)
+        return max(self.width, need)
+
+
+console = FullWidthConsole()
 
 CONFIG_PRINT_ORDER = ("data", "model", "loss", "ablation", "optim", "callbacks", "logger", "trainer", "paths")
 

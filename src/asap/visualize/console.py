@@ -53,7 +53,8 @@ def verdict_panel(verdict: Verdict) -> Panel:
     parts: list[Table | Text] = [table]
     for warning in verdict.warnings:
         parts.append(Text(f"warning: {warning}", style="yellow"))
-    return Panel(Group(*parts), title=Text(verdict.image, overflow="ellipsis"), title_align="left")
+    # fits its content (never the full width of a log) and folds, never shortens, a long image path
+    return Panel(Group(*parts), title=Text(verdict.image, overflow="fold"), title_align="left", expand=False)
 
 
 def print_verdict(verdict: Verdict, console: Console | None = None) -> None:
