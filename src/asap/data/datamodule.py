@@ -19,6 +19,7 @@ from asap.data.dataset import DGM4Dataset, Entry
 from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_grid
 from asap.data.records import SPLITS, DGM4DataError, load_split
+from asap.data.resumable_loader import ResumableDataLoader
 from asap.data.text import load_tokenizer
 from asap.data.transforms import build_transform
 from asap.data.validate import IMAGE_CHECKS, ValidationReport, validate_records
@@ -100,6 +101,8 @@ class DGM4DataModule(L.LightningDataModule):
         self.datasets: dict[str, DGM4Dataset] = {}
         self.reports: dict[str, ValidationReport] = {}
         self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._train_loader: ResumableDataLoader | None = None
+        self._train_epoch_to_resume: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -108,7 +111,7 @@ class DGM4DataModule(L.LightningDataModule):
         if self.synthetic is not None:
             from asap.data.synthetic import generate_synthetic_dgm4
 
-            generate_synthetic_dgm4(self.root, **self.synthetic)
+            generate_synthetic_dgm4(self.root, **self.synthetic, read=True)  # no other run replaces it now
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -183,7 +186,8 @@ class DGM4DataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"split {split!r} is not set up; call setup() first")
         hp = self.hparams
-        return DataLoader(
+        loader_class = ResumableDataLoader if train else DataLoader
+        loader = loader_class(
             self.datasets[split],
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
             shuffle=train,
@@ -193,6 +197,23 @@ class DGM4DataModule(L.LightningDataModule):
             persistent_workers=hp.persistent_workers and hp.num_workers > 0,
             collate_fn=DGM4Collator(self.tokenizer.pad_token_id),
         )
+        if isinstance(loader, ResumableDataLoader):
+            loader.resume_epoch(self._train_epoch_to_resume)
+            self._train_loader, self._train_epoch_to_resume = loader, {}
+        return loader
+
+    # ------------------------------------------------------------------ checkpoints (asap.data.resumable_loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        """In a checkpoint taken in the middle of an epoch: where the train loader stands in it."""
+        trainer = self.trainer
+        if self._train_loader is None or trainer is None or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return {}
+        state = self._train_loader.epoch_state()
+        return {"train_epoch": state} if state else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_epoch_to_resume = dict(state_dict.get("train_epoch") or {})
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

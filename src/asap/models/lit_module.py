@@ -73,6 +73,7 @@ class ASAPLitModule(L.LightningModule):
         self._test_batches: list[dict[str, Tensor]] = []
         self._test_ids: list[str] = []
         self.test_predictions: dict[str, np.ndarray] = {}  # the arrays of `save_predictions`, after a test
+        self.loss_terms: Mapping[str, Tensor] = {}  # the last training step's terms (read by NonFiniteLossGuard)
 
     def forward(self, batch: Mapping[str, Any], **kwargs: Any) -> ASAPOutput:
         return self.model(batch, **kwargs)
@@ -80,6 +81,7 @@ class ASAPLitModule(L.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         out = self.model(batch, distill_weight=self._distill_weight(batch_idx))
+        self.loss_terms = out.losses
         loss = total_loss(out.losses, self.loss_weights)  # eq. 13
         B = batch["input_ids"].shape[0]
         for name, value in out.losses.items():
