@@ -7,6 +7,7 @@ in tests/test_train.py beside the kill-and-resume test whose uninterrupted run t
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,6 @@ def _train_in_process(tmp_path: Path, data_dir: Path, *overrides: str) -> Path:
                 "callbacks.rich_progress_bar=null",
                 "callbacks.model_summary=null",
                 "trainer.max_epochs=2",
-                "+callbacks.poison._target_=test_long_jobs.PoisonLossTerm",
                 *overrides,
             ],
         )
@@ -145,9 +145,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+POISON = "+callbacks.poison._target_=test_long_jobs.PoisonLossTerm"
+
+
 def test_a_non_finite_loss_stops_at_once_naming_step_terms_and_records(tmp_path: Path, data_dir: Path) -> None:
     with pytest.raises(NonFiniteLossError) as stopped:
-        _train_in_process(tmp_path, data_dir, "+callbacks.poison.at=[[1,1]]")
+        _train_in_process(tmp_path, data_dir, POISON, "+callbacks.poison.at=[[1,1]]")
     (poisoned,) = PoisonLossTerm.seen
     message = str(stopped.value)
     assert poisoned["step"] == 3 and "global step 3 (epoch 1, batch 1)" in message
@@ -163,7 +166,12 @@ def test_a_non_finite_loss_stops_at_once_naming_step_terms_and_records(tmp_path:
 
 
 def test_skipped_non_finite_steps_leave_the_weights_alone_up_to_the_limit(tmp_path: Path, data_dir: Path) -> None:
-    overrides = ["non_finite_loss.action=skip", "non_finite_loss.max_skipped=1", "+callbacks.poison.at=[[0,1],[1,1]]"]
+    overrides = [
+        "non_finite_loss.action=skip",
+        "non_finite_loss.max_skipped=1",
+        POISON,
+        "+callbacks.poison.at=[[0,1],[1,1]]",
+    ]
     with pytest.raises(NonFiniteLossError, match="2 skipped steps, more than non_finite_loss.max_skipped=1"):
         _train_in_process(tmp_path, data_dir, *overrides)
     skipped, stopped = PoisonLossTerm.seen
@@ -171,3 +179,54 @@ def test_skipped_non_finite_steps_leave_the_weights_alone_up_to_the_limit(tmp_pa
     assert stopped["step"] == 3  # the skipped step still counts as a step
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["callbacks"]["NonFiniteLossGuard"] == {"skipped": 1}  # the count survives a resume
+
+
+# ---------------------------------------------------------------------------------------------------- SLURM
+
+
+def _submitit_signal() -> signal.Signals:
+    from submitit.core.job_environment import JobEnvironment
+
+    return signal.Signals[f"SIG{JobEnvironment.USR_SIG}"]
+
+
+def test_slurm_launcher_asks_for_the_signal_the_training_saves_on() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from asap.callbacks.stop_on_signal import STOP_SIGNALS
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.signal_delay_s >= 300 and launcher.max_num_timeout > 0  # submitit's default 0 never requeues
+    assert _submitit_signal() in STOP_SIGNALS and signal.SIGTERM in STOP_SIGNALS
+
+
+def test_after_the_checkpoint_the_signal_goes_on_to_the_jobs_own_handler(tmp_path: Path, data_dir: Path) -> None:
+    """On SLURM that handler is submitit's (requeue the task, then exit); here a stand-in records the call."""
+    usr_sig = _submitit_signal()
+    interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
+    calls: list[tuple[int, bool]] = []
+
+    def job_handler(signum: int, frame: Any) -> None:
+        calls.append((signum, interrupted.exists()))
+
+    before = signal.signal(usr_sig, job_handler)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            _train_in_process(
+                tmp_path,
+                data_dir,
+                "+callbacks.sig._target_=test_train.SignalDuringStep",
+                "+callbacks.sig.epoch=0",
+                "+callbacks.sig.batch=0",
+                f"+callbacks.sig.signum={usr_sig.name}",
+            )
+        assert signal.getsignal(usr_sig) is job_handler  # put back when training stopped
+    finally:
+        signal.signal(usr_sig, before)
+    assert stopped.value.code == 128 + usr_sig
+    assert calls == [(usr_sig, True)]  # once, after the checkpoint was written
+    checkpoint = torch.load(interrupted, map_location="cpu", weights_only=True)
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 1)
