@@ -61,6 +61,43 @@ def test_a_folder_of_unreadable_checkpoints_or_of_another_run_is_refused(tmp_pat
         check_same_run(point, HPARAMS | {"loss": {"alpha": 1.0}}, tmp_path)
 
 
+# ---------------------------------------------------------------------------------------------------- train loader
+
+
+class _NoisyItems(torch.utils.data.Dataset):
+    """Items with a random part drawn in the loading process (like the training augmentation)."""
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor([float(index)]) + torch.rand(1)
+
+
+def test_the_train_loader_continues_an_interrupted_epoch_with_the_same_batches() -> None:
+    from asap.data.resumable_loader import ResumableDataLoader
+
+    def loader() -> ResumableDataLoader:
+        return ResumableDataLoader(_NoisyItems(), batch_size=3, shuffle=True, num_workers=1)
+
+    torch.manual_seed(0)
+    uninterrupted = list(loader())  # 4 batches
+    torch.manual_seed(0)
+    first = loader()
+    iterator = iter(first)
+    done = [next(iterator), next(iterator)]
+    state = first.epoch_state()
+    assert state["batches_served"] == 2
+    del iterator
+    model_rng = torch.get_rng_state()  # the generator as a checkpoint would restore it
+    second = loader()
+    second.resume_epoch(state)
+    rest = list(second)
+    assert torch.equal(torch.get_rng_state(), model_rng)  # replaying the epoch left it alone
+    assert all(torch.equal(a, b) for a, b in zip(done + rest, uninterrupted, strict=True))
+    assert second.epoch_state()["batches_served"] == 4
+
+
 # ---------------------------------------------------------------------------------------------------- non-finite
 
 
