@@ -6,7 +6,8 @@ a validation or a checkpoint write lets that finish:
 - after a training batch that is not the last of its epoch: `checkpoints/interrupted.ckpt` is written (model,
   optimiser, loops, RNG and the train loader's place in the epoch: `asap.data.resumable_loader`);
 - otherwise at the start of the next epoch, when the epoch end was checkpointed (`last.ckpt`); when it was not
-  (no validation that epoch), training goes on to the next batch end and stops there.
+  (no validation that epoch), training goes on to the next batch end and stops there; after the last epoch, when
+  training ends (the final test then runs when the same command is given again).
 
 Under DDP the ranks agree on the stop at each batch end (one boolean all-reduce), so they all stop at the same
 step even when only one process got the signal. Then the handler that was installed before Lightning's (submitit's
@@ -71,6 +72,9 @@ class StopOnSignal(L.Callback):
         self._during_fit = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._note)
+        connector = getattr(trainer, "_signal_connector", None)
+        if getattr(connector, "received_sigterm", False):  # a SIGTERM while the fit was being set up: ours now
+            self.received, connector.received_sigterm = int(signal.SIGTERM), False
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
@@ -87,6 +91,8 @@ class StopOnSignal(L.Callback):
         stale = self.checkpoint_dir / "interrupted.ckpt"
         if trainer.is_global_zero and stale.exists():  # the run went past it: epoch-end checkpoints are newer
             stale.unlink()
+        if self._stop_requested(trainer):  # in the last epoch's end: saved, stop before the test (it runs on resume)
+            self._stop(trainer, None)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
