@@ -74,27 +74,35 @@ class _NoisyItems(torch.utils.data.Dataset):
         return torch.tensor([float(index)]) + torch.rand(1)
 
 
-def test_the_train_loader_continues_an_interrupted_epoch_with_the_same_batches() -> None:
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_the_train_loader_continues_an_interrupted_epoch_with_the_same_batches(num_workers: int) -> None:
+    """Between batches the model draws from the same generator (dropout): a resumed epoch sees the same data."""
     from asap.data.resumable_loader import ResumableDataLoader
 
     def loader() -> ResumableDataLoader:
-        return ResumableDataLoader(_NoisyItems(), batch_size=3, shuffle=True, num_workers=1)
+        return ResumableDataLoader(_NoisyItems(), batch_size=3, shuffle=True, num_workers=num_workers)
+
+    def train(batches: Any, steps: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        seen = []
+        for batch in batches:
+            seen.append((batch, torch.rand(1)))  # the step's own draw
+            if len(seen) == steps:
+                break
+        return seen
 
     torch.manual_seed(0)
-    uninterrupted = list(loader())  # 4 batches
+    uninterrupted = train(loader())  # 4 batches
     torch.manual_seed(0)
     first = loader()
-    iterator = iter(first)
-    done = [next(iterator), next(iterator)]
+    done = train(first, steps=2)
     state = first.epoch_state()
     assert state["batches_served"] == 2
-    del iterator
-    model_rng = torch.get_rng_state()  # the generator as a checkpoint would restore it
     second = loader()
-    second.resume_epoch(state)
-    rest = list(second)
-    assert torch.equal(torch.get_rng_state(), model_rng)  # replaying the epoch left it alone
-    assert all(torch.equal(a, b) for a, b in zip(done + rest, uninterrupted, strict=True))
+    second.resume_epoch(state)  # the checkpoint's generator state is the current one
+    rest = train(second)
+    assert len(done + rest) == len(uninterrupted) == 4
+    for (batch, draw), (same_batch, same_draw) in zip(done + rest, uninterrupted, strict=True):
+        assert torch.equal(batch, same_batch) and torch.equal(draw, same_draw)
     assert second.epoch_state()["batches_served"] == 4
 
 

@@ -9,16 +9,19 @@ shuffle and worker seeds again, skips the batches already trained on, and puts t
 `trainer.estimated_stepping_batches`, which makes the train iterator before the loops are restored, so Lightning
 never hands the state back. The datamodule's state is restored before that.)
 
-Exact whenever samples are loaded in worker processes (`num_workers >= 1`: each worker is seeded from that draw);
-with `num_workers=0` the augmentation shares the main RNG with the model and a resumed epoch differs. Checkpoints
-taken at an epoch end carry no loader state and resume exactly either way (the RNG callback covers them).
+With worker processes (`num_workers >= 1`) each worker is seeded from that draw and its augmentation draws repeat;
+with `num_workers=0` the augmentation draws from the main generators between the model's steps, and the replay
+puts those generators back to the checkpoint's states after skipping, so the next batch is drawn as it was.
+Checkpoints taken at an epoch end carry no loader state (the RNG callback covers them).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -34,7 +37,7 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         skip, self._skip = self._skip, 0
-        model_rng = torch.get_rng_state()
+        restored = _host_rng_states()  # as the checkpoint left them
         if skip:
             torch.set_rng_state(self._epoch_rng)  # the interrupted epoch's shuffle and worker seeds
         self._epoch_rng = torch.get_rng_state()
@@ -42,7 +45,7 @@ class ResumableDataLoader(DataLoader):
         for _ in range(skip):
             next(iterator)
         if skip:
-            torch.set_rng_state(model_rng)  # as it was at the checkpoint
+            _set_host_rng_states(restored)  # the skipped batches' draws are not the model's
         self._served = skip
         return self._count(iterator)
 
@@ -62,3 +65,13 @@ class ResumableDataLoader(DataLoader):
         if state:
             self._epoch_rng = state["epoch_rng_state"]
             self._skip = int(state["batches_served"])
+
+
+def _host_rng_states() -> tuple[Any, Any, torch.Tensor]:
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def _set_host_rng_states(states: tuple[Any, Any, torch.Tensor]) -> None:
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
