@@ -277,9 +277,11 @@ def test_after_the_checkpoint_the_signal_goes_on_to_the_jobs_own_handler(tmp_pat
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (0, 1)
 
 
-def test_a_signal_in_the_last_validation_stops_before_the_test(tmp_path: Path, data_dir: Path) -> None:
+def test_a_signal_in_the_last_validation_stops_before_the_test(
+    tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The epoch end is saved; the test is left to the same command, which resumes at the end of training."""
-    with pytest.raises(SystemExit) as stopped:
+    with caplog.at_level("WARNING", logger="asap.callbacks.stop_on_signal"), pytest.raises(SystemExit) as stopped:
         _train_in_process(
             tmp_path,
             data_dir,
@@ -288,6 +290,8 @@ def test_a_signal_in_the_last_validation_stops_before_the_test(tmp_path: Path, d
             "+callbacks.sig.signum=SIGUSR1",
         )
     assert stopped.value.code == 128 + signal.SIGUSR1
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert f"SIGUSR1 received: training stopped at epoch 2, global step 4, with its state in {last}" in caplog.text
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (1, 4)
     assert not (tmp_path / "run" / "metrics.json").exists()

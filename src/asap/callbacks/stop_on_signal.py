@@ -124,6 +124,10 @@ class StopOnSignal(L.Callback):
 
     def _stop(self, trainer: L.Trainer, checkpoint: Path | None) -> None:
         signum = self.received if self.received is not None else int(signal.SIGTERM)  # a rank told by another
+        if checkpoint is None:  # the epoch end's, written by the checkpoint callbacks
+            from asap.pipeline.resume import checkpoints_newest_first
+
+            checkpoint = next(iter(checkpoints_newest_first(self.checkpoint_dir)), None)
         interrupted = TrainingInterrupted(signum, checkpoint, trainer.current_epoch, trainer.global_step)
         if trainer.is_global_zero:
             log.warning("%s", interrupted)
