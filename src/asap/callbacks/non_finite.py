@@ -97,7 +97,7 @@ class NonFiniteLossGuard(L.Callback):
         where += f", rank {trainer.global_rank})" if trainer.world_size > 1 else ")"
         return (
             f"non-finite training loss at {where}: total={_value(loss)}; non-finite term(s): {named} "
-            f"[terms: {', '.join(terms) or 'not exposed by the module'}]; record indices of the batch: "
+            f"(of {', '.join(terms) or 'no terms exposed by the module'}); record indices of the batch: "
             f"{_indices(self._batch)}"
         )
 
