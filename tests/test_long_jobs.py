@@ -61,6 +61,29 @@ def test_a_folder_of_unreadable_checkpoints_or_of_another_run_is_refused(tmp_pat
         check_same_run(point, HPARAMS | {"loss": {"alpha": 1.0}}, tmp_path)
 
 
+def test_a_checkpoint_write_that_fails_leaves_the_old_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asap.models import checkpoint_io
+    from asap.models.checkpoint_io import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"global_step": 1}, path)
+    whole = path.read_bytes()
+
+    def killed_mid_write(obj: Any, handle: Any) -> None:
+        handle.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # the job ends here
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2}, path)
+    assert path.read_bytes() == whole and [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+    monkeypatch.undo()
+    io.save_checkpoint({"global_step": 3}, path)
+    assert torch.load(path, weights_only=True) == {"global_step": 3}
+
+
 # ---------------------------------------------------------------------------------------------------- train loader
 
 

@@ -53,7 +53,9 @@ def train(cfg: DictConfig) -> float | None:
         ckpt_path = _automatic_resume(checkpoint_dir, module)
     loggers = build_loggers(cfg)
     callbacks = drop_callbacks_needing_a_logger(callbacks, loggers)
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **_checkpoint_plugins(cfg)
+    )
 
     best_val: dict[str, float] = {}
     if cfg.get("train"):
@@ -106,6 +108,15 @@ def _checkpoint_dir(callbacks: list[L.Callback], output_dir: Path) -> Path:
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             return Path(callback.dirpath)
     return output_dir / "checkpoints"
+
+
+def _checkpoint_plugins(cfg: DictConfig) -> dict[str, Any]:
+    """Checkpoints written beside their target and renamed into place (asap.models.checkpoint_io)."""
+    if cfg.trainer.get("plugins"):  # the config chose its own plugins
+        return {}
+    from asap.models.checkpoint_io import AtomicCheckpointIO
+
+    return {"plugins": [AtomicCheckpointIO()]}
 
 
 def _long_job_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
