@@ -1,8 +1,8 @@
 """`python src/train.py` end to end, as subprocesses in temporary folders, on a tiny synthetic DGM4 set.
 
 Every experiment (fast_dev_run), a sweep preset with its results table and one offline W&B run per job (with the
-validation-sample media), exact resume after a kill and same-seed repeatability, DDP on the CPU with 2 processes,
-bad input; and the W&B validation-sample helpers in process. The expensive runs are module-scoped fixtures.
+validation-sample media), exact resume by the same command after a kill, after SIGTERM in a step and SIGUSR1 in a
+validation, and past a torn newest checkpoint, same-seed repeatability, DDP on the CPU with 2 processes, bad input; and the W&B validation-sample helpers in process. The expensive runs are module-scoped fixtures.
 """
 
 from __future__ import annotations
