@@ -118,15 +118,15 @@ def test_the_train_loader_continues_an_interrupted_epoch_with_the_same_batches(n
     torch.manual_seed(0)
     first = loader()
     done = train(first, steps=2)
-    state = first.epoch_state()
+    state = first.position.epoch_state()
     assert state["batches_served"] == 2
     second = loader()
-    second.resume_epoch(state)  # the checkpoint's generator state is the current one
+    second.position.resume(state)  # the checkpoint's generator state is the current one
     rest = train(second)
     assert len(done + rest) == len(uninterrupted) == 4
     for (batch, draw), (same_batch, same_draw) in zip(done + rest, uninterrupted, strict=True):
         assert torch.equal(batch, same_batch) and torch.equal(draw, same_draw)
-    assert second.epoch_state()["batches_served"] == 4
+    assert second.position.epoch_state()["batches_served"] == 4
 
 
 # ---------------------------------------------------------------------------------------------------- non-finite

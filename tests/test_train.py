@@ -455,7 +455,8 @@ def test_signals_save_and_the_same_command_resumes_to_the_uninterrupted_metrics(
     assert f"resuming from {checkpoints / 'interrupted.ckpt'} (epoch 1, global step 3)" in resumed
     assert "SIGUSR1 received: training stopped at epoch 2, global step 4" in resumed
     at_sigusr1 = signal_runs["at_sigusr1"]
-    assert (at_sigusr1["epoch"], at_sigusr1["global_step"]) == (1, 4) and "DGM4DataModule" not in at_sigusr1
+    assert (at_sigusr1["epoch"], at_sigusr1["global_step"]) == (1, 4)
+    assert at_sigusr1["DGM4DataModule"] == {"train_epoch": {}, "next_sampler_epoch": 2}  # an epoch end
     # a torn newest checkpoint is named, and the one before it used
     torn, last_run = signal_runs["torn"], signal_runs["torn_resume"].stdout
     assert f"not resuming from {torn.name}, it cannot be read" in last_run and "resuming from" in last_run
