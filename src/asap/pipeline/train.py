@@ -10,6 +10,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics
@@ -137,11 +138,13 @@ def _automatic_resume(checkpoint_dir: Path, module: L.LightningModule) -> str | 
     point = find_resume_point(checkpoint_dir)
     if point is None:
         return None
-    for path, reason in point.unreadable:
-        log.warning("not resuming from %s, it cannot be read: %s", path.name, reason)
     check_same_run(point, dict(module.hparams), checkpoint_dir.parent)
     # the train loader resumes mid-epoch through the datamodule's state (asap.data.resumable_loader), not Lightning's
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    if rank_zero_only.rank != 0:  # DDP ranks started by Lightning find the same checkpoint: one of them says so
+        return str(point.path)
+    for path, reason in point.unreadable:
+        log.warning("not resuming from %s, it cannot be read: %s", path.name, reason)
     log.info(
         "resuming from %s (epoch %d, global step %d): this run folder already holds its checkpoints",
         point.path,
