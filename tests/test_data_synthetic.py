@@ -57,6 +57,58 @@ def test_generation_is_idempotent_and_regenerates_on_new_params(tmp_path) -> Non
     assert not list(tmp_path.glob(".DGM4*"))  # no temporary folders left
 
 
+def _reader(root: Path, params: dict, ready, leave) -> None:  # a run reading the set (another process)
+    generate_synthetic_dgm4(root, **params, read=True)
+    ready.set()
+    leave.wait(60)
+
+
+def _generator(root: Path, params: dict, errors) -> None:
+    try:
+        generate_synthetic_dgm4(root, **params)
+    except Exception as err:  # reported to the test
+        errors.put(repr(err))
+
+
+def test_a_set_another_run_reads_is_not_replaced_and_the_refusal_names_it(tmp_path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    ready, leave = context.Event(), context.Event()
+    reader = context.Process(target=_reader, args=(tmp_path, SMALL, ready, leave))
+    reader.start()
+    try:
+        assert ready.wait(60)
+        manifest = tmp_path / "DGM4" / MANIFEST
+        before = manifest.read_text()
+        generate_synthetic_dgm4(tmp_path, **SMALL)  # the same set: fine while it is read
+        with pytest.raises(DGM4DataError, match="another run is reading") as refused:
+            generate_synthetic_dgm4(tmp_path, **(SMALL | {"seed": 5}))
+        assert str(tmp_path / "DGM4") in str(refused.value) and "data.root=" in str(refused.value)
+        assert manifest.read_text() == before and len(_records(tmp_path, "val")) == SMALL["num_val"]
+    finally:
+        leave.set()
+        reader.join(60)
+    generate_synthetic_dgm4(tmp_path, **(SMALL | {"seed": 5}))  # the reader has ended: replaced
+    assert json.loads(manifest.read_text())["params"]["seed"] == 5
+
+
+def test_concurrent_generation_of_one_set_makes_it_once(tmp_path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    jobs = [context.Process(target=_generator, args=(tmp_path, SMALL | {"seed": 9}, errors)) for _ in range(3)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(120)
+    assert errors.empty() and all(job.exitcode == 0 for job in jobs)
+    assert json.loads((tmp_path / "DGM4" / MANIFEST).read_text())["params"]["seed"] == 9
+    assert _digest(tmp_path) == _digest(generate_synthetic_dgm4(tmp_path / "alone", **SMALL | {"seed": 9}))
+    assert not list(tmp_path.glob(".DGM4*"))  # no temporary or replaced folders left
+
+
 def test_never_overwrites_a_real_dgm4_folder(tmp_path) -> None:
     (tmp_path / "DGM4" / "metadata").mkdir(parents=True)
     with pytest.raises(DGM4DataError, match="not a synthetic set"):

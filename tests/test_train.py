@@ -1,8 +1,8 @@
 """`python src/train.py` end to end, as subprocesses in temporary folders, on a tiny synthetic DGM4 set.
 
 Every experiment (fast_dev_run), a sweep preset with its results table and one offline W&B run per job (with the
-validation-sample media), exact resume after a kill and same-seed repeatability, DDP on the CPU with 2 processes,
-bad input; and the W&B validation-sample helpers in process. The expensive runs are module-scoped fixtures.
+validation-sample media), exact resume by the same command after a kill, after SIGTERM in a step and SIGUSR1 in a
+validation, and past a torn newest checkpoint, same-seed repeatability, DDP on the CPU with 2 processes, bad input; and the W&B validation-sample helpers in process. The expensive runs are module-scoped fixtures.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,32 @@ class InterruptAfterEpoch(L.Callback):
     ) -> None:
         if trainer.current_epoch == self.epoch + 1 and batch_idx == 1:
             os._exit(KILLED)
+
+
+class SignalDuringStep(L.Callback):
+    """Fault injection: the process sends itself `signum` as the training batch `batch` of `epoch` starts."""
+
+    def __init__(self, epoch: int, batch: int, signum: str) -> None:
+        self.epoch, self.batch, self.signum = epoch, batch, signal.Signals[signum]
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalDuringValidation(L.Callback):
+    """Fault injection: the process sends itself `signum` as the validation of `epoch` starts its first batch."""
+
+    def __init__(self, epoch: int, signum: str) -> None:
+        self.epoch, self.signum = epoch, signal.Signals[signum]
+
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == 0 and not trainer.sanity_checking:
+            os.kill(os.getpid(), self.signum)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -216,19 +243,48 @@ def alpha_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pat
     return multirun_dir(workdir)
 
 
+RESUME_COMMON = ["trainer.max_epochs=3", "data.num_workers=1", "seed=7"]  # 2 train batches per epoch
+
+
 @pytest.fixture(scope="module")
-def resume_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
-    """3 epochs of the smoke config (1 data worker): killed in epoch 1 then resumed in place, and uninterrupted."""
+def resume_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
+    """3 epochs of the smoke config (1 data worker): killed in epoch 1 then the same command again, and uninterrupted."""
     workdir = tmp_path_factory.mktemp("resume")
-    common = ["trainer.max_epochs=3", "data.num_workers=1", "seed=7"]
     interrupted, full = workdir / "interrupted", workdir / "full"
     killer = ["+callbacks.kill._target_=test_train.InterruptAfterEpoch", "+callbacks.kill.epoch=0"]
-    run_train(workdir, data_dir, *common, *killer, f"hydra.run.dir={interrupted}", expect=KILLED)
+    run_train(workdir, data_dir, *RESUME_COMMON, *killer, f"hydra.run.dir={interrupted}", expect=KILLED)
     shutil.copy(interrupted / "checkpoints" / "last.ckpt", workdir / "at_kill.ckpt")
-    last = interrupted / "checkpoints" / "last.ckpt"
-    run_train(workdir, data_dir, *common, f"hydra.run.dir={interrupted}", f"ckpt_path={last}")
-    run_train(workdir, data_dir, *common, f"hydra.run.dir={full}")
-    return {"interrupted": interrupted, "full": full, "at_kill": workdir / "at_kill.ckpt"}
+    again = run_train(workdir, data_dir, *RESUME_COMMON, f"hydra.run.dir={interrupted}")  # no ckpt_path
+    run_train(workdir, data_dir, *RESUME_COMMON, f"hydra.run.dir={full}")
+    return {"interrupted": interrupted, "full": full, "at_kill": workdir / "at_kill.ckpt", "again": again}
+
+
+@pytest.fixture(scope="module")
+def signal_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
+    """The resume runs' config stopped twice by signals and once by a torn checkpoint, the same command each time.
+
+    1. SIGTERM during the first step of epoch 1: a mid-epoch checkpoint, exit 128+15;
+    2. the same command: resumes from it, gets SIGUSR1 during epoch 1's validation: stops at epoch 2's start;
+    3. the newest checkpoint torn in half, the same command: resumes from the one before, to the end.
+    """
+    workdir = tmp_path_factory.mktemp("signals")
+    run_dir = workdir / "run"
+    command = [*RESUME_COMMON, f"hydra.run.dir={run_dir}"]
+    term = ["+callbacks.sig._target_=test_train.SignalDuringStep", "+callbacks.sig.epoch=1", "+callbacks.sig.batch=0"]
+    usr1 = ["+callbacks.sig._target_=test_train.SignalDuringValidation", "+callbacks.sig.epoch=1"]
+    runs: dict[str, Any] = {"dir": run_dir}
+    runs["sigterm"] = run_train(workdir, data_dir, *command, *term, "+callbacks.sig.signum=SIGTERM", expect=143)
+    interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
+    runs["at_sigterm"] = torch.load(interrupted, map_location="cpu", weights_only=True)
+    runs["sigusr1"] = run_train(workdir, data_dir, *command, *usr1, "+callbacks.sig.signum=SIGUSR1", expect=138)
+    from asap.pipeline.resume import checkpoints_newest_first
+
+    newest = checkpoints_newest_first(run_dir / "checkpoints")[0]
+    runs["torn"] = newest
+    runs["at_sigusr1"] = torch.load(newest, map_location="cpu", weights_only=True)
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    runs["torn_resume"] = run_train(workdir, data_dir, *command)
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +436,9 @@ def test_sweep_gives_each_job_its_own_offline_wandb_run_with_samples(
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(resume_runs: dict[str, Path]) -> None:
+def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(resume_runs: dict[str, Any]) -> None:
+    last = resume_runs["interrupted"] / "checkpoints" / "last.ckpt"
+    assert f"resuming from {last} (epoch 0, global step 2)" in resume_runs["again"].stdout  # the same command
     resumed, full = read_metrics(resume_runs["interrupted"]), read_metrics(resume_runs["full"])
     assert resumed["epochs"] == full["epochs"] == 3 and resumed["global_step"] == full["global_step"] == 6
     assert_all_metrics(full["test"])
@@ -394,7 +452,34 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(resume_runs: dict
 
 
 @pytest.mark.slow
-def test_same_seed_twice_gives_the_same_metrics(resume_runs: dict[str, Path]) -> None:
+def test_signals_save_and_the_same_command_resumes_to_the_uninterrupted_metrics(
+    signal_runs: dict[str, Any], resume_runs: dict[str, Any]
+) -> None:
+    run_dir, checkpoints = signal_runs["dir"], signal_runs["dir"] / "checkpoints"
+    # SIGTERM in a step: that step finished, then a mid-epoch checkpoint, with the train loader's place in the epoch
+    at_sigterm = signal_runs["at_sigterm"]
+    assert (at_sigterm["epoch"], at_sigterm["global_step"]) == (1, 3)
+    assert at_sigterm["DGM4DataModule"]["train_epoch"]["batches_served"] == 1
+    assert "SIGTERM received: training stopped at epoch 1, global step 3" in signal_runs["sigterm"].stdout
+    # the same command resumed from it; SIGUSR1 in validation: the epoch end was checkpointed, then the stop
+    resumed = signal_runs["sigusr1"].stdout
+    assert f"resuming from {checkpoints / 'interrupted.ckpt'} (epoch 1, global step 3)" in resumed
+    assert "SIGUSR1 received: training stopped at epoch 2, global step 4" in resumed
+    at_sigusr1 = signal_runs["at_sigusr1"]
+    assert (at_sigusr1["epoch"], at_sigusr1["global_step"]) == (1, 4)
+    assert at_sigusr1["DGM4DataModule"] == {"train_epoch": {}, "next_sampler_epoch": 2}  # an epoch end
+    # a torn newest checkpoint is named, and the one before it used
+    torn, last_run = signal_runs["torn"], signal_runs["torn_resume"].stdout
+    assert f"not resuming from {torn.name}, it cannot be read" in last_run and "resuming from" in last_run
+    assert not (checkpoints / "interrupted.ckpt").exists()  # a finished run leaves no stale one behind
+    stopped, full = read_metrics(run_dir), read_metrics(resume_runs["full"])
+    assert stopped["global_step"] == full["global_step"] == 6
+    assert_close(stopped["test"], full["test"])
+    assert_close(stopped["best_val"], full["best_val"])
+
+
+@pytest.mark.slow
+def test_same_seed_twice_gives_the_same_metrics(resume_runs: dict[str, Any]) -> None:
     checkpoint = torch.load(resume_runs["at_kill"], map_location="cpu", weights_only=True)
     assert (
         checkpoint["epoch"] == 0 and checkpoint["global_step"] == 2

@@ -19,6 +19,7 @@ from asap.data.dataset import DGM4Dataset, Entry
 from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_grid
 from asap.data.records import SPLITS, DGM4DataError, load_split
+from asap.data.resumable_loader import ResumableDataLoader, TrainPosition
 from asap.data.text import load_tokenizer
 from asap.data.transforms import build_transform
 from asap.data.validate import IMAGE_CHECKS, ValidationReport, validate_records
@@ -102,6 +103,7 @@ class DGM4DataModule(L.LightningDataModule):
         self.datasets: dict[str, DGM4Dataset] = {}
         self.reports: dict[str, ValidationReport] = {}
         self._tokenizer: PreTrainedTokenizerBase | None = None
+        self.train_position = TrainPosition()  # the train loader's place in its epoch (mid-epoch checkpoints)
 
     # ------------------------------------------------------------------ setup
 
@@ -110,7 +112,7 @@ class DGM4DataModule(L.LightningDataModule):
         if self.synthetic is not None:
             from asap.data.synthetic import generate_synthetic_dgm4
 
-            generate_synthetic_dgm4(self.root, **self.synthetic)
+            generate_synthetic_dgm4(self.root, **self.synthetic, read=True)  # no other run replaces it now
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -186,7 +188,8 @@ class DGM4DataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"split {split!r} is not set up; call setup() first")
         hp = self.hparams
-        return DataLoader(
+        resumable = {"position": self.train_position} if train else {}
+        return (ResumableDataLoader if train else DataLoader)(
             self.datasets[split],
             batch_size=hp.batch_size if train else (hp.eval_batch_size or hp.batch_size),
             shuffle=train,
@@ -195,7 +198,33 @@ class DGM4DataModule(L.LightningDataModule):
             pin_memory=hp.pin_memory and torch.cuda.is_available(),
             persistent_workers=hp.persistent_workers and hp.num_workers > 0,
             collate_fn=DGM4Collator(self.tokenizer.pad_token_id),
+            **resumable,
         )
+
+    # ------------------------------------------------------------------ checkpoints (asap.data.resumable_loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the train loader stands (mid-epoch), and the epoch its next iterator belongs to."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        from asap.callbacks.rng_state import gather_from_ranks
+
+        at_epoch_end = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        epoch = {} if at_epoch_end else self.train_position.epoch_state()
+        per_rank = gather_from_ranks(trainer, epoch)  # under DDP each rank drew its epoch from its own generator
+        return {
+            "train_epoch": dict(epoch, per_rank=per_rank) if epoch and len(per_rank) > 1 else epoch,
+            "next_sampler_epoch": trainer.current_epoch + int(at_epoch_end),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        from asap.callbacks.rng_state import own_rank
+
+        epoch = dict(state_dict.get("train_epoch") or {})
+        if self.trainer is not None:
+            epoch = own_rank(self.trainer, epoch.pop("per_rank", None)) or epoch
+        self.train_position.resume(epoch, state_dict.get("next_sampler_epoch"))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -78,6 +78,7 @@ class ASAPLitModule(L.LightningModule):
         self._test_batches: list[dict[str, Tensor]] = []
         self._test_strings: dict[str, list[str]] = {}  # "ids", "image": per-row strings of the test batches
         self.test_predictions: dict[str, np.ndarray] = {}  # the arrays of `save_predictions`, after a test
+        self.loss_terms: Mapping[str, Tensor] = {}  # the last training step's terms (read by NonFiniteLossGuard)
 
     def forward(self, batch: Mapping[str, Any], **kwargs: Any) -> ASAPOutput:
         return self.model(batch, **kwargs)
@@ -90,6 +91,7 @@ class ASAPLitModule(L.LightningModule):
         hold = momentum is not None and batch_idx % self._accumulation() != 0
         with momentum.holding() if hold else nullcontext():
             out = self.model(batch, distill_weight=self._distill_weight(batch_idx))
+        self.loss_terms = out.losses
         loss = total_loss(out.losses, self.loss_weights)  # eq. 13
         B = batch["input_ids"].shape[0]
         for name, value in out.losses.items():

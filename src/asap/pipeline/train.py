@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics
 from asap.pipeline.breakdown import run_breakdown
+from asap.callbacks.non_finite import NonFiniteLossGuard
+from asap.callbacks.stop_on_signal import StopOnSignal, TrainingInterrupted
 from asap.pipeline.common import (
     build_lit_module,
     build_loggers,
@@ -27,6 +31,7 @@ from asap.pipeline.common import (
     write_json,
 )
 from asap.pipeline.global_batch import apply_global_batch
+from asap.pipeline.resume import check_same_run, find_resume_point
 from asap.utils.console import print_config_tree
 
 log = logging.getLogger(__name__)
@@ -42,16 +47,27 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: L.LightningDataModule = instantiate(cfg.data, "data")
     module = build_lit_module(cfg)
     callbacks = instantiate_callbacks(cfg.get("callbacks"), monitor=cfg.get("optimized_metric") or "val/AUC")
-    if cfg.get("train") and cfg.get("ckpt_path"):
-        _warn_if_resuming_elsewhere(Path(cfg.ckpt_path), callbacks)
+    checkpoint_dir = _checkpoint_dir(callbacks, output_dir)
+    callbacks += _long_job_callbacks(cfg, checkpoint_dir)
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("train") and ckpt_path:
+        _warn_if_resuming_elsewhere(Path(ckpt_path), callbacks)
+    elif cfg.get("train") and not cfg.trainer.get("fast_dev_run"):
+        ckpt_path = _automatic_resume(checkpoint_dir, module)
     loggers = build_loggers(cfg)
     callbacks = drop_callbacks_needing_a_logger(callbacks, loggers)
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **_checkpoint_plugins(cfg)
+    )
     apply_global_batch(trainer, cfg.get("global_batch_size"), cfg.data.batch_size)
 
     best_val: dict[str, float] = {}
     if cfg.get("train"):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except TrainingInterrupted as stop:
+            finish_wandb(loggers)
+            raise SystemExit(stop.exit_status) from stop
         best_val = _best_validation_metrics(trainer)
     test: dict[str, float] = {}
     best_ckpt = _best_checkpoint(trainer)
@@ -87,6 +103,57 @@ def train(cfg: DictConfig) -> float | None:
         log.info("metrics written to %s", output_dir / "metrics.json")
     finish_wandb(loggers)
     return _optimized_value(cfg, best_val, test)
+
+
+def _checkpoint_dir(callbacks: list[L.Callback], output_dir: Path) -> Path:
+    """The folder the checkpoint callbacks write to (`<run folder>/checkpoints` by default)."""
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+            return Path(callback.dirpath)
+    return output_dir / "checkpoints"
+
+
+def _checkpoint_plugins(cfg: DictConfig) -> dict[str, Any]:
+    """Checkpoints written beside their target and renamed into place (asap.models.checkpoint_io)."""
+    if cfg.trainer.get("plugins"):  # the config chose its own plugins
+        return {}
+    from asap.models.checkpoint_io import AtomicCheckpointIO
+
+    return {"plugins": [AtomicCheckpointIO()]}
+
+
+def _long_job_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
+    """Save-and-stop on SIGTERM / SIGUSR1 / SIGUSR2; stop (or skip) on a non-finite loss."""
+    guard = cfg.get("non_finite_loss") or {}
+    return [
+        StopOnSignal(checkpoint_dir),
+        NonFiniteLossGuard(
+            action=guard.get("action", "stop"),
+            max_skipped=guard.get("max_skipped", 10),
+            checkpoint_dir=checkpoint_dir,
+        ),
+    ]
+
+
+def _automatic_resume(checkpoint_dir: Path, module: L.LightningModule) -> str | None:
+    """The newest intact checkpoint of this run folder (None: a fresh folder starts fresh), said in one line."""
+    point = find_resume_point(checkpoint_dir)
+    if point is None:
+        return None
+    check_same_run(point, dict(module.hparams), checkpoint_dir.parent)
+    # the train loader resumes mid-epoch through the datamodule's state (asap.data.resumable_loader), not Lightning's
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    if rank_zero_only.rank != 0:  # DDP ranks started by Lightning find the same checkpoint: one of them says so
+        return str(point.path)
+    for path, reason in point.unreadable:
+        log.warning("not resuming from %s, it cannot be read: %s", path.name, reason)
+    log.info(
+        "resuming from %s (epoch %d, global step %d): this run folder already holds its checkpoints",
+        point.path,
+        point.epoch,
+        point.global_step,
+    )
+    return str(point.path)
 
 
 def _best_validation_metrics(trainer: L.Trainer) -> dict[str, float]:

@@ -28,6 +28,7 @@ from asap.data.synthetic.language import (
     swapped_positions,
 )
 from asap.data.synthetic.render import Face, Scene, add_noise, paste_manipulated, render
+from asap.data.synthetic.sharing import one_at_a_time, refuse_if_read_by_others, start_reading
 from asap.data.synthetic.world import CAST, EXPRESSIONS, PLACES
 
 log = logging.getLogger(__name__)
@@ -245,11 +246,14 @@ def generate_synthetic_dgm4(
     max_size: int = 192,
     jpeg_quality: int = 90,
     force: bool = False,
+    read: bool = False,
 ) -> Path:
     """Write the synthetic DGM4 set under `root/DGM4` unless an identical one is there; returns `root`.
 
     Idempotent: `DGM4/synthetic_manifest.json` records the generator version and these parameters, and a set made
-    with other ones is replaced. A `DGM4` folder without that manifest (real data) is never touched.
+    with other ones is replaced, unless another process is reading it (then DGM4DataError names the folder;
+    `asap.data.synthetic.sharing`). A `DGM4` folder without that manifest (real data) is never touched.
+    read: mark the set as read by this process (the datamodule does), so that no other run replaces it.
     """
     root = Path(root)
     params = {
@@ -263,16 +267,26 @@ def generate_synthetic_dgm4(
     }
     if min(num_train, num_val, num_test) < 1 or not 48 <= min_size <= max_size:
         raise ValueError(f"bad synthetic DGM4 parameters {params}")
+    with one_at_a_time(root):
+        _ensure_set(root, params, force)
+        if read:
+            start_reading(root, params)
+    return root
+
+
+def _ensure_set(root: Path, params: dict[str, Any], force: bool) -> None:
+    """Generate and install the set unless it is there (the caller holds the root's generation lock)."""
     target = root / "DGM4"
     if not force and _manifest_matches(target / MANIFEST, params):
-        return root
+        return
     if target.exists() and not (target / MANIFEST).exists():
         raise DGM4DataError(
             f"{target} exists and is not a synthetic set (no {MANIFEST}); refusing to overwrite it"
         )
+    if target.exists():
+        refuse_if_read_by_others(root, target, _manifest_params(target / MANIFEST), params)
     started = time.time()
     log.info("generating the synthetic DGM4 set under %s (%s)", root, params)
-    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".DGM4.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         summary = _write_set(tmp, params)
@@ -287,7 +301,14 @@ def generate_synthetic_dgm4(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("synthetic DGM4 set written in %.1fs", time.time() - started)
-    return root
+
+
+def _manifest_params(path: Path) -> Any:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "unknown parameters (unreadable manifest)"
+    return {"version": manifest.get("version"), **(manifest.get("params") or {})}
 
 
 def _install(tmp: Path, target: Path, params: dict[str, Any]) -> None:
