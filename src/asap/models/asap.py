@@ -460,7 +460,7 @@ class ASAPModel(nn.Module):
             )
             x2x = self_contrastive(text_feat, tau, extra.get("text_keys"))  # (B+K, E) keys: the queue appended
             terms[kind] = [i2x, x2i, x2x]
-        image_keys = None if momentum is None else momentum["image_keys"]  # (B+K, E) or the online features
+        image_keys = None if momentum is None else momentum["image_keys"]  # (B+K, E); None: the online features
         i2i = self_contrastive(image_feat, tau, image_keys)  # against the momentum images + image queue
         i2t, t2i, t2t = terms.pop("text")
         losses = {MAC: mac_loss(i2t, t2i, i2i, t2t)}
@@ -470,7 +470,11 @@ class ASAPModel(nn.Module):
 
     @torch.no_grad()
     def _momentum_outputs(self, batch: Mapping[str, Any], weight: float) -> dict[str, Any]:
-        """Momentum features, queues and soft targets (ALBEF), token probabilities (HAMMER); then enqueue."""
+        """Momentum features, queues and soft targets (ALBEF), token probabilities (HAMMER); then enqueue.
+
+        {"contrastive": per kind, the `contrastive_terms` keywords (keys (B+K, E) with the queue as it was before
+        this step's enqueue); "image_keys": the image's (B+K, E); "token_probs": (B, L-1, 2)}.
+        """
         assert self.momentum is not None
         m = self.momentum
         m.update(self.momentum_pairs())
