@@ -221,6 +221,20 @@ def test_momentum_encoders_queues_and_distillation() -> None:
     assert momentum_text_passes(ied_only, batch) == [[False, True]]  # no explanation queue: not encoded
 
 
+def test_the_momentum_temperature_is_not_averaged() -> None:
+    """The momentum targets divide by the online tau (HAMMER has no temp_m): the EMA skips the copy's tau."""
+    model = build("full", momentum={"enabled": True, "queue_size": 16, "decay": 0.5})
+    with torch.no_grad():
+        model.alignment.temperature.fill_(0.3)
+        model.alignment.text_proj.bias.add_(1.0)
+        tau_m, bias_m = model.momentum["alignment"].temperature.clone(), model.momentum["alignment"].text_proj.bias.clone()
+    model.momentum.update(model.momentum_pairs())
+    torch.testing.assert_close(model.momentum["alignment"].temperature, tau_m)
+    torch.testing.assert_close(
+        model.momentum["alignment"].text_proj.bias, 0.5 * bias_m + 0.5 * model.alignment.text_proj.bias.detach()
+    )
+
+
 def test_a_tiny_model_overfits_a_fixed_batch() -> None:
     """40 steps (~5 s on an idle 2-core CPU) on 8 samples: real/fake and the manipulated tokens are learnt."""
     torch.manual_seed(0)

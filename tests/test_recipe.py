@@ -46,6 +46,22 @@ def test_the_fused_ema_is_albefs_update(dtype: torch.dtype) -> None:
     assert len(expected) == 8  # 3 + 1 layers, weight and bias each
 
 
+def test_unread_parameters_are_not_averaged() -> None:
+    """ASAP's momentum copy of the temperature is never read: the EMA leaves it (and only it) as it was copied."""
+    online = online_modules(torch.float32)
+    momentum = MomentumModel(online, ["image"], embed_dim=4, queue_size=8, decay=0.5, unread=["head.bias"])
+    with torch.no_grad():
+        for module in online.values():
+            for p in module.parameters():
+                p.add_(1.0)
+    bias, weight = momentum["head"].bias.clone(), momentum["head"].weight.clone()
+    momentum.update(online)
+    torch.testing.assert_close(momentum["head"].bias, bias)
+    torch.testing.assert_close(momentum["head"].weight, 0.5 * weight + 0.5 * online["head"].weight.detach())
+    with pytest.raises(ValueError, match="head.scale"):
+        MomentumModel(online, ["image"], embed_dim=4, queue_size=8, decay=0.5, unread=["head.scale"])
+
+
 def test_holding_keeps_the_momentum_weights() -> None:
     online = online_modules(torch.float32)
     momentum = MomentumModel(online, queues=["image"], embed_dim=4, queue_size=8, decay=0.5)

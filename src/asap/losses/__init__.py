@@ -1,6 +1,6 @@
 """ASAP and DGM4 losses, one file per loss (each cites the equation it implements)."""
 
-from asap.losses.contrastive import contrastive_terms, momentum_targets, vlc_loss
+from asap.losses.contrastive import contrastive_terms, keys_with_queue, momentum_targets, vlc_loss
 from asap.losses.dgm import binary_loss, box_loss, multilabel_loss, token_loss
 from asap.losses.ied import ied_loss, ied_official_loss
 from asap.losses.mgca import guidance_mask, mgca_loss, mgca_official_loss, official_guidance
@@ -51,6 +51,7 @@ __all__ = [
     "contrastive_terms",
     "guidance_mask",
     "ied_loss",
+    "keys_with_queue",
     "mgca_loss",
     "mgca_official_loss",
     "momentum_targets",

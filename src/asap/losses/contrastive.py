@@ -44,10 +44,19 @@ def _clamped(temperature: Tensor | float) -> Tensor:
     return tau + (tau.clamp(TAU_MIN, TAU_MAX) - tau).detach()
 
 
+def keys_with_queue(keys: Tensor, queue: Tensor) -> Tensor:
+    """HAMMER's `*_feat_all`: keys (B, D) followed by the queue (K, D), float32, (B+K, D).
+
+    A new tensor: build it once per step before the queue's enqueue and pass it to every term as their keys
+    (`image_keys` / `text_keys` with no queue), so the enqueue cannot change what backward reads.
+    """
+    return torch.cat([keys.float(), queue.float()], dim=0)
+
+
 def _keys(feat: Tensor, keys: Tensor | None, queue: Tensor | None) -> Tensor:
     """In-batch keys (online features unless momentum ones are given) followed by the queue: (B+K, D)."""
     keys = feat if keys is None else keys
-    return keys.float() if queue is None else torch.cat([keys.float(), queue.float()], dim=0)
+    return keys.float() if queue is None else keys_with_queue(keys, queue)
 
 
 def _direction(
@@ -84,8 +93,9 @@ def contrastive_terms(
 
     temperature: learnable scalar tau, clamped to [0.001, 0.5] (straight-through gradient).
     anchor_mask (B,) bool: rows (and diagonal positives) that count, eq. 2's indicator; None = all.
-    image_keys/text_keys (B, D): in-batch keys (momentum features; default the online ones).
-    image_queue/text_queue (K, D): extra negatives appended after them.
+    image_keys/text_keys (B, D): in-batch keys (momentum features; default the online ones), or (B+K, D) with the
+    queue already appended (`keys_with_queue`: built once per step for all terms).
+    image_queue/text_queue (K, D): extra negatives appended after the keys.
     soft_targets: (x2y, y2x) probabilities (B, B+K) from `momentum_targets`, mixed with weight distill_alpha.
     reduction: "anchors" = mean over anchors (0 if none), "batch" = sum over anchors / B (HAMMER).
     """
@@ -114,12 +124,19 @@ def momentum_targets(
     temperature: Tensor | float,
     image_queue: Tensor | None = None,
     text_queue: Tensor | None = None,
+    *,
+    image_keys: Tensor | None = None,
+    text_keys: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Softmax similarities (i2t, t2i), each (B, B+K), of the momentum features against keys + queue."""
+    """Softmax similarities (i2t, t2i), each (B, B+K), of the momentum features against keys + queue.
+
+    The keys are the momentum features themselves unless `image_keys` / `text_keys` are given (as in
+    `contrastive_terms`: (B+K, D) with the queue already appended, or (B, D) followed by the queue).
+    """
     tau = torch.as_tensor(temperature).float().clamp(TAU_MIN, TAU_MAX)
     img, txt = image_feat_m.float(), text_feat_m.float()  # (B, D)
-    sim_i2t = img @ _keys(txt, None, text_queue).T / tau  # (B, B+K)
-    sim_t2i = txt @ _keys(img, None, image_queue).T / tau  # (B, B+K)
+    sim_i2t = img @ _keys(txt, text_keys, text_queue).T / tau  # (B, B+K)
+    sim_t2i = txt @ _keys(img, image_keys, image_queue).T / tau  # (B, B+K)
     return sim_i2t.softmax(dim=1), sim_t2i.softmax(dim=1)
 
 

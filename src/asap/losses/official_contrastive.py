@@ -26,7 +26,8 @@ from asap.losses.contrastive import _clamped, _keys
 def self_contrastive(
     feat: Tensor, temperature: Tensor | float, keys: Tensor | None = None, queue: Tensor | None = None
 ) -> Tensor:
-    """In-modality term (HAMMER's i2i / t2t, ASAP's c2c / p2p) of feat (B, E) against keys (B, E) + queue (K, E).
+    """In-modality term (HAMMER's i2i / t2t, ASAP's c2c / p2p) of feat (B, E) against keys (B, E) + queue (K, E)
+    (or keys (B+K, E) with the queue already appended, `keys_with_queue`).
 
     Target: the diagonal on every row (sim_targets_g2g), no distillation; mean over the batch.
     """

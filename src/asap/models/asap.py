@@ -39,6 +39,7 @@ from asap.losses import (
     contrastive_terms,
     ied_loss,
     ied_official_loss,
+    keys_with_queue,
     mac_loss,
     momentum_targets,
     multilabel_loss,
@@ -188,7 +189,12 @@ class ASAPModel(nn.Module):
             aux_queues = [kind for kind in AUX_TEXTS if getattr(ablation, kind)]
             m = model.momentum
             self.momentum = MomentumModel(
-                self.momentum_pairs(), ["image", "text", *aux_queues], model.embed_dim, m.queue_size, m.decay
+                self.momentum_pairs(),
+                ["image", "text", *aux_queues],
+                model.embed_dim,
+                m.queue_size,
+                m.decay,
+                unread=["alignment.temperature"],  # the targets divide by the online tau (ALBEF, HAMMER)
             )
             if loss.defects.aux_queues_from_text:  # ASAP models/ASAP.py l. 100-101
                 with torch.no_grad():
@@ -443,7 +449,6 @@ class ASAPModel(nn.Module):
         image_feat = self.alignment.image(image_cls)  # (B, E)
         anchors = {"text": is_real, "caption": None, "explanation": is_real}
         kinds = ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]
-        image_keys: dict[str, Any] = {}
         terms: dict[str, list[Tensor]] = {}
         for kind in kinds:
             text_feat = self.alignment.text(texts[kind].embeds[:, 0])  # (B, E)
@@ -453,10 +458,10 @@ class ASAPModel(nn.Module):
             i2x, x2i = contrastive_terms(
                 image_feat, text_feat, tau, anchors[kind], reduction="batch", **extra
             )
-            x2x = self_contrastive(text_feat, tau, extra.get("text_keys"), extra.get("text_queue"))
+            x2x = self_contrastive(text_feat, tau, extra.get("text_keys"))  # (B+K, E) keys: the queue appended
             terms[kind] = [i2x, x2i, x2x]
-            image_keys = {"keys": extra.get("image_keys"), "queue": extra.get("image_queue")}
-        i2i = self_contrastive(image_feat, tau, **image_keys)  # against the momentum images + image queue
+        image_keys = None if momentum is None else momentum["image_keys"]  # (B+K, E); None: the online features
+        i2i = self_contrastive(image_feat, tau, image_keys)  # against the momentum images + image queue
         i2t, t2i, t2t = terms.pop("text")
         losses = {MAC: mac_loss(i2t, t2i, i2i, t2t)}
         if terms:
@@ -465,7 +470,11 @@ class ASAPModel(nn.Module):
 
     @torch.no_grad()
     def _momentum_outputs(self, batch: Mapping[str, Any], weight: float) -> dict[str, Any]:
-        """Momentum features, queues and soft targets (ALBEF), token probabilities (HAMMER); then enqueue."""
+        """Momentum features, queues and soft targets (ALBEF), token probabilities (HAMMER); then enqueue.
+
+        {"contrastive": per kind, the `contrastive_terms` keywords (keys (B+K, E) with the queue as it was before
+        this step's enqueue); "image_keys": the image's (B+K, E); "token_probs": (B, L-1, 2)}.
+        """
         assert self.momentum is not None
         m = self.momentum
         m.update(self.momentum_pairs())
@@ -476,24 +485,26 @@ class ASAPModel(nn.Module):
         texts = encode_texts(m["text_encoder"], batch, aux, self.fast_paths, cls_only)
         fused_text, _ = m["text_biased_encoder"](texts["text"].embeds, texts["text"].packing, image_embeds)
         token_probs = m["token_head"](fused_text[:, 1:L]).softmax(dim=-1)  # (B, L-1, 2)
-        image_feat = m["alignment"].image(image_embeds[:, 0])  # (B, E)
-        feats = {"image": image_feat}
+        feats = {"image": m["alignment"].image(image_embeds[:, 0])}  # (B, E) each
+        feats |= {kind: m["alignment"].text(texts[kind].embeds[:, 0]) for kind in ["text", *aux]}
+        # HAMMER's *_feat_all, once per kind and step: new tensors, so the enqueue below leaves what the losses read
+        keys = {kind: keys_with_queue(feat, m.queue(kind)) for kind, feat in feats.items()}  # (B+K, E) each
         contrastive = {}
         for kind in ["text", *aux]:
-            feats[kind] = m["alignment"].text(texts[kind].embeds[:, 0])
-            image_queue, text_queue = m.queue("image"), m.queue(kind)
             contrastive[kind] = dict(
-                image_keys=image_feat,
-                text_keys=feats[kind],
-                image_queue=image_queue,
-                text_queue=text_queue,
+                image_keys=keys["image"],
+                text_keys=keys[kind],
                 soft_targets=momentum_targets(
-                    image_feat, feats[kind], self.alignment.temperature, image_queue, text_queue
+                    feats["image"],
+                    feats[kind],
+                    self.alignment.temperature,
+                    image_keys=keys["image"],
+                    text_keys=keys[kind],
                 ),
                 distill_alpha=weight,
             )
         m.enqueue(feats)
-        return {"contrastive": contrastive, "token_probs": token_probs}
+        return {"contrastive": contrastive, "image_keys": keys["image"], "token_probs": token_probs}
 
 
 TEXT_PASSES = ("joint", "each")

@@ -8,7 +8,7 @@ L_tok^mom (supp. §6.4).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -27,7 +27,11 @@ def gather_all(x: Tensor) -> Tensor:
 
 
 class MomentumModel(nn.Module):
-    """EMA copies of the named online modules, and one FIFO queue (K, E) per feature kind."""
+    """EMA copies of the named online modules, and one FIFO queue (K, E) per feature kind.
+
+    unread: parameters of the copies that no momentum pass reads ("module.param", e.g. the contrastive space's
+    temperature, which the online copy keeps): kept in the state dict as they were copied, not averaged.
+    """
 
     def __init__(
         self,
@@ -36,9 +40,14 @@ class MomentumModel(nn.Module):
         embed_dim: int,
         queue_size: int,
         decay: float,
+        unread: Collection[str] = (),
     ) -> None:
         super().__init__()
         self.decay, self.queue_size = decay, queue_size
+        self.unread = frozenset(unread)
+        copied = {f"{name}.{p}" for name, module in online.items() for p, _ in module.named_parameters()}
+        if not self.unread <= copied:
+            raise ValueError(f"MomentumModel: unread parameters {sorted(self.unread - copied)} are not copied")
         self._holding = False
         self.copies = nn.ModuleDict({name: copy.deepcopy(module) for name, module in online.items()})
         self.copies.requires_grad_(False)
@@ -50,7 +59,9 @@ class MomentumModel(nn.Module):
         return self.copies[name]
 
     def queue(self, kind: str) -> Tensor:
-        return getattr(self, f"{kind}_queue").clone().detach()  # (K, E)
+        """The queue (K, E) itself, no copy: `enqueue` overwrites it in place, so copy (e.g. `torch.cat` it with the
+        keys) what must keep this step's values."""
+        return getattr(self, f"{kind}_queue")
 
     @torch.no_grad()
     def reset(self, online: Mapping[str, nn.Module]) -> None:
@@ -60,14 +71,19 @@ class MomentumModel(nn.Module):
 
     @torch.no_grad()
     def update(self, online: Mapping[str, nn.Module]) -> None:
-        """theta_m <- decay theta_m + (1 - decay) theta (ALBEF's _momentum_update), one fused lerp over all copies.
+        """theta_m <- decay theta_m + (1 - decay) theta (ALBEF's _momentum_update), one fused lerp over all copies
+        (the `unread` parameters left out).
 
         A no-op inside `holding()`.
         """
         if self._holding:
             return
-        params_m = [p for name in online for p in self.copies[name].parameters()]
-        params = [p.detach() for module in online.values() for p in module.parameters()]
+        params_m, params = [], []
+        for name, module in online.items():
+            for (pname, p_m), p in zip(self.copies[name].named_parameters(), module.parameters(), strict=True):
+                if f"{name}.{pname}" not in self.unread:
+                    params_m.append(p_m)
+                    params.append(p.detach())
         torch._foreach_lerp_(params_m, params, 1.0 - self.decay)  # theta_m + (1 - decay) (theta - theta_m)
 
     @contextmanager
