@@ -14,9 +14,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics
-from asap.pipeline.breakdown import run_breakdown
 from asap.callbacks.non_finite import NonFiniteLossGuard
 from asap.callbacks.stop_on_signal import StopOnSignal, TrainingInterrupted
+from asap.pipeline.breakdown import run_breakdown
 from asap.pipeline.common import (
     build_lit_module,
     build_loggers,
