@@ -27,13 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model=tiny", "model.image_encoder.stem=patch", "model.momentum.queue_size=16"]
 D, HEADS, DEPTH, LAYERS, FUSION, INTER, VOCAB, MAXPOS, E, QUEUE = 128, 4, 4, 4, 2, 512, 30522, 512, 64, 16
 GRID, PATCH = 8, 8  # 64x64 images, 8x8 patches
-# ASAP's own vision-biased block, 2-way IED head and UtilsC come with the official mode (docs/fidelity.md)
-OFFICIAL_MODE = (ROOT / "conf" / "mode" / "official.yaml").is_file()
-ASAP_TINY = [*TINY, "mode=official"] if OFFICIAL_MODE else TINY
-AWAITING_OFFICIAL_MODE = {"UtilsC", "itm_head_m.6.weight", "itm_head_m.6.bias"} | {
-    f"it_cross_attn.selfatten.{k}"
-    for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
-}
 
 
 def _linear(name: str, out_dim: int, in_dim: int) -> dict[str, tuple[int, ...]]:
@@ -313,7 +306,7 @@ def asap_import() -> tuple[dict[str, torch.Tensor], nn.Module, object]:
     from asap.pipeline.common import container
 
     state = random_state(asap_shapes())
-    cfg = compose_config("asap", ASAP_TINY)
+    cfg = compose_config("asap", TINY)
     hparams = {k: container(cfg[k]) for k in ("model", "loss", "ablation", "optim")}
     model = ASAPLitModule(**hparams, load_pretrained=False).model.eval()
     text = model.cfg.text_encoder
@@ -325,10 +318,9 @@ def asap_import() -> tuple[dict[str, torch.Tensor], nn.Module, object]:
 
 
 def test_asap_layout_maps_every_tensor_in_official_mode(
-    asap_import: tuple[dict[str, torch.Tensor], nn.Module, object], workdir: Path
+    asap_import: tuple[dict[str, torch.Tensor], nn.Module, object],
 ) -> None:
-    """Every ASAP tensor has a rule; without the official mode's modules exactly those wait, and the conversion
-    stops listing them."""
+    """Every ASAP tensor has a target in the `asap` preset's model (official mode), and every target a source."""
     state, _, report = asap_import
     mapped = dict(report.mapped)
     assert mapped["UtilsB"] == "delta" and mapped["patch_head.weight"] == "patch_head.weight"
@@ -336,26 +328,86 @@ def test_asap_layout_maps_every_tensor_in_official_mode(
     assert mapped["prom_queue"] == "momentum.explanation_queue"
     cross = mapped["it_cross_attn.crossatten.out_proj.weight"]
     assert cross == "vision_biased_encoder.cross_attention.output.weight"
-    unmapped = {k for k, _ in report.unmapped}
-    if OFFICIAL_MODE:
-        assert mapped["UtilsC"] == "multilabel_delta" and mapped["itm_head_m.6.bias"] == "ied_head.6.bias"
-        assert not unmapped and not report.missing
-        return
-    assert unmapped == AWAITING_OFFICIAL_MODE
-    src = workdir / "asap.pth"
-    torch.save({"model": state}, src)
-    with pytest.raises(ConversionError) as info:
-        import_checkpoint("asap", src, workdir / "asap.ckpt", ASAP_TINY)
-    assert all(key in str(info.value) for key in unmapped)
+    assert mapped["UtilsC"] == "multilabel_delta" and mapped["itm_head_m.6.bias"] == "ied_head.6.bias"
+    assert (
+        mapped["it_cross_attn.selfatten.out_proj.bias"] == "vision_biased_encoder.self_attention.output.bias"
+    )
+    assert not report.unmapped and not report.missing
 
 
 def test_asap_vision_block_computes_what_multilmodelattention_computes(
     asap_import: tuple[dict[str, torch.Tensor], nn.Module, object],
 ) -> None:
-    if not OFFICIAL_MODE:
-        pytest.skip("ASAP's vision-biased block comes with the official mode (conf/mode/official.yaml)")
     state, model, _ = asap_import
     assert_lpaa_matches(model, state, asap=True)
+
+
+# What each official model computes (models/HAMMER.py, models/ASAP.py, their train.py's loss weights): the model
+# `convert.py hammer|asap` builds must be this one, or the official weights would run in another graph.
+OFFICIAL_MODELS = {
+    "hammer": dict(
+        vision_block="hammer",  # it_cross_attn: I + CrossAttn(LN(I), LN(T))
+        modality="text",  # itm_head(t_cls), cls_head(t_cls): no pooled box feature, no Utils* scalar
+        scalars=(False, False),
+        ied_outputs=None,
+        patch_head=False,
+        queues={"image", "text"},
+        weights=dict(itc=0.1, bic=1.0, mlc=1.0, bbox=0.1, giou=0.1, tmg=1.0),
+    ),
+    "asap": dict(
+        vision_block="asap",  # Multilmodelattention: self-attention on LN(I), cross-attention, residual on LN(I)
+        modality="both",  # itm_head(t_cls + UtilsB F_v), cls_head(t_cls + UtilsC F_v)
+        scalars=(True, True),
+        ied_outputs=2,  # itm_head_m: 2-way
+        patch_head=True,
+        queues={"image", "text", "caption", "explanation"},  # + cap_queue, prom_queue
+        weights=dict(
+            itc=0.1, lma=0.1, bic=1.0, mlc=1.0, bbox=0.1, giou=0.1, tmg=1.0, alpha=0.1, lambda_=0.01
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("source", sorted(OFFICIAL_MODELS))
+def test_the_converter_presets_build_the_official_models(source: str) -> None:
+    """`convert.py hammer|asap`'s config composes to the official model: vision block, the heads' input and
+    scalars, IED and PMM heads, momentum with the official queues, the official-mode loss forms and train.py's
+    weights, every defect off."""
+    from asap.models import ASAPLitModule
+    from asap.pipeline.common import container
+
+    expected = OFFICIAL_MODELS[source]
+    cfg = compose_config(source, TINY)
+    module = ASAPLitModule(**{k: container(cfg[k]) for k in ("model", "loss", "ablation", "optim")})
+    model, loss = module.model, module.config.loss
+    assert model.cfg.vision_block == expected["vision_block"]
+    assert (model.vision_biased_encoder.self_attention is not None) == (expected["vision_block"] == "asap")
+    assert model.ablation.modality == expected["modality"]
+    assert (model.delta is not None, model.multilabel_delta is not None) == expected["scalars"]
+    assert (model.ied_head[-1].out_features if model.ied_head is not None else None) == expected[
+        "ied_outputs"
+    ]
+    assert (model.patch_head is not None) == expected["patch_head"]
+    assert model.momentum is not None
+    assert {k.removesuffix("_queue") for k, _ in model.momentum.named_buffers() if k.endswith("_queue")} == (
+        expected["queues"]
+    )
+    assert loss.contrastive_form == "official" and not any(vars(loss.defects).values())
+    weights = module.loss_weights
+    assert {k: getattr(weights, k) for k in expected["weights"]} == expected["weights"]
+    if source == "asap":
+        assert (loss.ied_form, loss.pmm_form, loss.mgca.form) == ("official",) * 3
+        assert list(loss.mgca.layers) == [-1] and cfg.data.aux_final_sep is False
+    g = torch.Generator().manual_seed(0)
+    pooled, text_cls = torch.randn(3, D, generator=g), torch.randn(3, D, generator=g)
+    with torch.no_grad():  # the heads' input: t_cls alone (HAMMER) or t_cls + UtilsB / UtilsC * F_v (ASAP)
+        joint = model.heads_input(pooled, text_cls)
+        joint_multilabel = model.heads_input(pooled, text_cls, model.multilabel_delta)
+    if source == "hammer":
+        assert torch.equal(joint, text_cls) and torch.equal(joint_multilabel, text_cls)
+    else:
+        torch.testing.assert_close(joint, model.delta * pooled + text_cls)
+        torch.testing.assert_close(joint_multilabel, model.multilabel_delta * pooled + text_cls)
 
 
 def load_script(name: str):  # noqa: ANN201
@@ -485,3 +537,53 @@ def test_ddp_eval_with_two_processes_equals_one_process(
     reference = load_predictions(one_process / "predictions_test.npz")
     order = np.argsort(arrays["index"])
     np.testing.assert_allclose(arrays["binary_logits"][order], reference["binary_logits"], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def converted_asap(workdir: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """An ASAP-layout file converted by `convert.py asap` at the tiny sizes (official mode, every tensor mapped)."""
+    state = random_state(asap_shapes(), seed=2)
+    state["UtilsB"], state["UtilsC"] = torch.tensor(0.3), torch.tensor(-0.7)
+    src, dst = workdir / "asap_official.pth", workdir / "asap.ckpt"
+    torch.save({"model": state, "epoch": 49}, src)
+    report = import_checkpoint("asap", src, dst, TINY)
+    assert not report.unmapped and not report.missing
+    return dst, state
+
+
+def test_eval_and_predict_run_on_a_converted_asap_checkpoint_in_official_mode(
+    workdir: Path, converted_asap: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
+    """src/eval.py and the predictor read ASAP's converted weights into ASAP's graph (its block, both scalars)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from PIL import Image
+
+    from asap.inference import Pair, Predictor
+    from asap.pipeline.evaluate import evaluate
+
+    ckpt, state = converted_asap
+    model = load(ckpt).model
+    assert model.delta.item() == pytest.approx(0.3) and model.multilabel_delta.item() == pytest.approx(-0.7)
+    torch.testing.assert_close(
+        model.vision_biased_encoder.self_attention.query.weight,
+        state["it_cross_attn.selfatten.in_proj_weight"][:D],
+    )
+    out = tmp_path / "eval_asap"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "eval", [*eval_overrides(workdir, ckpt), f"paths.output_dir={out}", f"paths.work_dir={workdir}"]
+        )
+    evaluate(cfg)
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["num_samples"] == 15 and report["ablation"]["modality"] == "both"
+    assert report["model"]["vision_block"] == "asap" and report["model"]["multilabel_delta"] is True
+    from asap.metrics.predictions import load_predictions
+
+    assert np.isfinite(load_predictions(out / "predictions_test.npz")["multilabel_logits"]).all()
+    Image.new("RGB", (90, 60), (120, 80, 40)).save(tmp_path / "a.jpg")
+    (prediction,) = Predictor.from_checkpoint(ckpt).predict(
+        [Pair(tmp_path / "a.jpg", "Anna smiles at the beach.")]
+    )
+    assert 0.0 <= prediction.verdict.fake_probability <= 1.0
