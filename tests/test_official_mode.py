@@ -226,6 +226,24 @@ def test_mac_gradient_equals_the_official_code() -> None:
         torch.testing.assert_close(ours.grad, theirs.grad, atol=1e-6, rtol=1e-5)
 
 
+def test_official_step_stores_the_clamped_temperature() -> None:
+    """`temp.clamp_(0.001, 0.5)` in place first: the step's terms use 0.5 and 0.5 is what stays (paper: 0.7 stays)."""
+    batch = make_batch(B=6, L=10)
+    model, at_bound = build(), build()
+    with torch.no_grad():
+        model.alignment.temperature.fill_(0.7)
+        at_bound.alignment.temperature.fill_(0.5)
+    losses, expected = step(model, batch), step(at_bound, batch)
+    assert model.alignment.temperature.item() == pytest.approx(0.5)
+    assert losses["mac"].item() == pytest.approx(expected["mac"].item(), abs=1e-6)
+    cfg = ASAPConfig.from_plain(micro_model(), conf("loss", "default"), conf("ablation", "full"), {})
+    paper = ASAPModel(cfg.model, cfg.loss, cfg.ablation).eval()
+    with torch.no_grad():
+        paper.alignment.temperature.fill_(0.7)
+    paper(batch, compute_losses=True)
+    assert paper.alignment.temperature.item() == pytest.approx(0.7)  # paper mode clamps in use only
+
+
 def test_i2p_typo_switch_reproduces_the_official_target() -> None:
     model, batch = build(i2p_target_typo=True), make_batch(B=6, L=10)
     ref = reference_vlc(model, batch, i2p_typo=True)

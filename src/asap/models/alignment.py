@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asap.losses.contrastive import TAU_MAX, TAU_MIN
+
 
 class ContrastiveProjection(nn.Module):
     def __init__(
@@ -27,6 +29,11 @@ class ContrastiveProjection(nn.Module):
         self.text_proj = nn.Linear(text_width, embed_dim)
         self.temperature = nn.Parameter(torch.tensor(float(temperature)))
         self.center = center
+
+    @torch.no_grad()
+    def clamp_temperature_(self) -> None:
+        """tau clamped in place to [TAU_MIN, TAU_MAX] (HAMMER/ASAP: `temp.clamp_(0.001, 0.5)` first in each step)."""
+        self.temperature.clamp_(TAU_MIN, TAU_MAX)
 
     def image(self, image_cls: Tensor) -> Tensor:
         """i_cls (B, Dv) -> (B, E) unit vectors."""

@@ -282,6 +282,8 @@ class ASAPModel(nn.Module):
         a = self.ablation
         aux = [k for k in AUX_TEXTS if train and (getattr(a, k) or (k == "explanation" and a.ied))]
         map_layers = list(self.loss_cfg.mgca.layers) if (train and a.mgca) or return_attention else []
+        if train and self.loss_cfg.contrastive_form == "official":
+            self.alignment.clamp_temperature_()  # the official step stores the clamped tau (paper: clamped in use)
 
         with record_function("asap.image_encoder"):
             image_embeds = self.image_encoder(batch["image"])  # (B, 1+N, D)
