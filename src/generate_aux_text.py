@@ -4,7 +4,7 @@
         aux_backend.model=Qwen/Qwen2-VL-7B-Instruct
     python src/generate_aux_text.py task=explanation data_root=/data aux_backend=vllm
     python src/generate_aux_text.py task=caption data_root=/data shard=0 num_shards=4   # one node of four
-    python src/generate_aux_text.py merge task=caption data_root=/data num_shards=4     # or mode=merge
+    python src/generate_aux_text.py merge task=caption data_root=/data num_shards=4     # or command=merge
     python src/generate_aux_text.py status task=caption data_root=/data                 # coverage of the split
 
 Restartable (run it again after a crash: it continues), sharded, merged; see docs/aux_text.md.

@@ -364,7 +364,7 @@ def test_config_composes_with_every_backend_and_the_paper_prompts(tmp_path: Path
 
 
 def test_rewrite_subcommand() -> None:
-    assert rewrite_subcommand(["g.py", "merge", "num_shards=2"]) == ["g.py", "mode=merge", "num_shards=2"]
+    assert rewrite_subcommand(["g.py", "merge", "num_shards=2"]) == ["g.py", "command=merge", "num_shards=2"]
     assert rewrite_subcommand(["g.py", "task=caption"]) == ["g.py", "task=caption"]
 
 

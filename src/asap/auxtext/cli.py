@@ -22,11 +22,11 @@ from asap.pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 MODES = ("generate", "merge", "status")
-SUBCOMMANDS = {m: f"mode={m}" for m in MODES}
+SUBCOMMANDS = {m: f"command={m}" for m in MODES}  # `mode` is train's config group
 
 
 def rewrite_subcommand(argv: list[str]) -> list[str]:
-    """`generate_aux_text.py merge ...` -> `generate_aux_text.py mode=merge ...` (Hydra takes overrides only)."""
+    """`generate_aux_text.py merge ...` -> `generate_aux_text.py command=merge ...` (Hydra takes overrides only)."""
     if len(argv) > 1 and argv[1] in SUBCOMMANDS:
         return [argv[0], SUBCOMMANDS[argv[1]], *argv[2:]]
     return argv
@@ -55,13 +55,13 @@ def prompt_from_config(cfg: DictConfig) -> PromptSpec:
 
 
 def run_from_config(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
-    """Dispatch on ``cfg.mode``; returns the JSON-able summary it printed."""
+    """Dispatch on ``cfg.command``; returns the JSON-able summary it printed."""
     if console is None:
         from asap.utils.console import console
-    if cfg.mode not in MODES:
-        raise UserError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.command not in MODES:
+        raise UserError(f"command must be one of {MODES}, got {cfg.command!r}")
     try:
-        return {"generate": generate, "merge": merge, "status": status}[cfg.mode](cfg, console)
+        return {"generate": generate, "merge": merge, "status": status}[cfg.command](cfg, console)
     except (DGM4DataError, PromptError) as err:
         raise UserError(str(err)) from err
 
