@@ -404,6 +404,22 @@ class ASAPModel(nn.Module):
             losses[TMG] = token_loss(out.token_logits, batch["token_labels"], soft, distill_weight=weight)
         return losses
 
+    def _contrastive_inputs(
+        self, image_cls: Tensor, texts: dict[str, EncodedText], is_real: Tensor, momentum: dict[str, Any] | None
+    ) -> tuple[Tensor, dict[str, tuple[Tensor, Tensor | None, dict[str, Any]]]]:
+        """i_cls projected (B, E); per contrastive text kind: its projected [CLS] (B, E), the anchors of its diagonal
+        target (real pairs for text and explanation, eq. 2; every pair for captions, eq. 1) and its momentum keywords.
+        """
+        image_feat = self.alignment.image(image_cls)  # (B, E)
+        anchors = {"text": is_real, "caption": None, "explanation": is_real}
+        kinds = ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]
+        per_kind = {}
+        for kind in kinds:
+            text_feat = self.alignment.text(texts[kind].embeds[:, 0])  # (B, E)
+            extra = {} if momentum is None else dict(momentum["contrastive"][kind])
+            per_kind[kind] = (text_feat, anchors[kind], extra)
+        return image_feat, per_kind
+
     def _contrastive(
         self,
         image_cls: Tensor,
@@ -416,16 +432,12 @@ class ASAPModel(nn.Module):
         With an auxiliary text on: {"vlc": eq. 3} (part of L_LMA, eq. 6). Without (baseline): HAMMER's
         image-text term {"itc": (i2t + t2i) / 2} under its own weight.
         """
-        image_feat = self.alignment.image(image_cls)  # (B, E)
-        anchors = {"text": is_real, "caption": None, "explanation": is_real}
-        kinds = ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]
-        terms: dict[str, tuple[Tensor, Tensor]] = {}
-        for kind in kinds:
-            text_feat = self.alignment.text(texts[kind].embeds[:, 0])  # (B, E)
-            extra = {} if momentum is None else momentum["contrastive"][kind]
-            terms[kind] = contrastive_terms(
-                image_feat, text_feat, self.alignment.temperature, anchors[kind], **extra
-            )
+        image_feat, per_kind = self._contrastive_inputs(image_cls, texts, is_real, momentum)
+        tau = self.alignment.temperature
+        terms = {
+            kind: contrastive_terms(image_feat, text_feat, tau, anchor, **extra)
+            for kind, (text_feat, anchor, extra) in per_kind.items()
+        }
         if len(terms) == 1:
             return {ITC: vlc_loss(*terms["text"])}
         return {
@@ -448,18 +460,12 @@ class ASAPModel(nn.Module):
         mean over the batch. The i2p soft target comes from the p2i similarities with `loss.defects.i2p_target_typo`.
         """
         tau = self.alignment.temperature
-        image_feat = self.alignment.image(image_cls)  # (B, E)
-        anchors = {"text": is_real, "caption": None, "explanation": is_real}
-        kinds = ["text"] + [k for k in AUX_TEXTS if getattr(self.ablation, k) and k in texts]
+        image_feat, per_kind = self._contrastive_inputs(image_cls, texts, is_real, momentum)
         terms: dict[str, list[Tensor]] = {}
-        for kind in kinds:
-            text_feat = self.alignment.text(texts[kind].embeds[:, 0])  # (B, E)
-            extra = {} if momentum is None else dict(momentum["contrastive"][kind])
+        for kind, (text_feat, anchor, extra) in per_kind.items():
             if kind == "explanation" and self.loss_cfg.defects.i2p_target_typo and "soft_targets" in extra:
                 extra["soft_targets"] = (extra["soft_targets"][1], extra["soft_targets"][1])  # l. 262
-            i2x, x2i = contrastive_terms(
-                image_feat, text_feat, tau, anchors[kind], reduction="batch", **extra
-            )
+            i2x, x2i = contrastive_terms(image_feat, text_feat, tau, anchor, reduction="batch", **extra)
             x2x = self_contrastive(text_feat, tau, extra.get("text_keys"))  # (B+K, E) keys: the queue appended
             terms[kind] = [i2x, x2i, x2x]
         image_keys = None if momentum is None else momentum["image_keys"]  # (B+K, E); None: the online features
