@@ -172,32 +172,25 @@ def official_lr(
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
-def official_schedule(
-    optimizer: Optimizer,
-    steps_per_epoch: int,
-    epochs: int,
-    warmup_lr: float = 1e-6,
-    warmup_stages: int = 10,
-    stage_steps: int = 100,
-    min_lr: float = 1e-6,
-) -> LambdaLR:
-    """`official_lr` for every group of `optimizer`; step it once per optimiser step (Lightning interval="step")."""
+def official_schedule(optimizer: Optimizer, steps_per_epoch: int, epochs: int, **shape: float) -> LambdaLR:
+    """`official_lr` for every group of `optimizer`; step it once per optimiser step (Lightning interval="step").
+
+    shape: `official_lr`'s warm-up and floor keywords (warmup_lr, warmup_stages, stage_steps, min_lr).
+    """
     if steps_per_epoch <= 0 or epochs <= 0:
         raise ValueError(
             f"the official schedule needs steps_per_epoch > 0 and epochs > 0, got {steps_per_epoch} and {epochs}"
         )
-    shape = dict(
-        steps_per_epoch=steps_per_epoch,
-        epochs=epochs,
-        warmup_lr=warmup_lr,
-        warmup_stages=warmup_stages,
-        stage_steps=stage_steps,
-        min_lr=min_lr,
-    )
-    factors = []
-    for group in optimizer.param_groups:
-        base = group.get("initial_lr", group["lr"])
-        factors.append(partial(_official_factor, base, **shape))
+    factors = [
+        partial(
+            _official_factor,
+            group.get("initial_lr", group["lr"]),
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            **shape,
+        )
+        for group in optimizer.param_groups
+    ]
     return LambdaLR(optimizer, factors)
 
 
