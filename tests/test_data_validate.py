@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from asap.data import DGM4DataError, DGM4DataModule
+from asap.data import DGM4DataModule
 from asap.data.validate import main as validate_main
 from asap.data.validate import validate_split_file
+from asap.errors import DGM4DataError
 
 # (record changes, problem kind): each makes record #1 bad; images are 120x80
 BAD_CASES = {

@@ -13,7 +13,6 @@ _EXPORTS = {
     "DGM4Collator": "asap.data.collate",
     "DGM4DataModule": "asap.data.datamodule",
     "DGM4Dataset": "asap.data.dataset",
-    "DGM4DataError": "asap.data.records",
     "FAKE_CLASSES": "asap.data.records",
     "MANIPULATIONS": "asap.data.records",
     "generate_synthetic_dgm4": "asap.data.synthetic",

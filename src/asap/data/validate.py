@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 = all clean)."""
     from rich.progress import track
 
-    from asap.data.records import DGM4DataError
+    from asap.errors import DGM4DataError
     from asap.utils.console import console
 
     args = _parser().parse_args(argv)

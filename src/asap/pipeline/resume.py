@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asap.models.checkpoint import CheckpointError, read_checkpoint
-from asap.pipeline.errors import UserError
+from asap.errors import CheckpointError, UserError
+from asap.models.checkpoint import read_checkpoint
 
 log = logging.getLogger(__name__)
 
