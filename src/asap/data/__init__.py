@@ -1,7 +1,7 @@
 """DGM4 data: records, text cleaning + token labels, transforms, patch labels, aux texts, validation, the
 synthetic generator, Dataset/collate and `DGM4DataModule`.
 
-Exports are imported lazily, so `python -m asap.data.validate` / `python -m asap.data.synthetic` start fast.
+Exports are imported lazily, so `python -m asap.data.synthetic` (and src/validate.py) start fast.
 """
 
 from __future__ import annotations
