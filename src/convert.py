@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from asap.models.official_keys import SOURCES
-from asap.pipeline.errors import exit_on_user_error
+from asap.utils.cli import exit_on_user_error
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,8 +10,8 @@ import hydra
 from omegaconf import DictConfig
 
 import asap.utils.resolvers  # noqa: F401  (registers the ${...} resolvers used in conf/)
-from asap.pipeline.errors import exit_on_user_error
 from asap.pipeline.evaluate import evaluate
+from asap.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")

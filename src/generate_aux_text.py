@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 import asap.utils.resolvers  # noqa: F401  (registers the ${...} resolvers used in conf/)
 from asap.auxtext.cli import rewrite_subcommand, run_from_config
-from asap.pipeline.errors import exit_on_user_error
+from asap.utils.cli import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate_aux_text")

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from asap.metrics.predictions import PredictionFileError, load_predictions, score_predictions
+    from asap.errors import PredictionFileError
+    from asap.metrics.predictions import load_predictions, score_predictions
 
     try:
         arrays = load_predictions(args.path)
@@ -107,7 +108,8 @@ def _breakdown(args: argparse.Namespace, arrays: dict) -> int:
     """--by (printed) and --out (written): the per-slice metrics of the chosen groupings (all without --by)."""
     import json
 
-    from asap.metrics.breakdown import BreakdownError, compute_breakdown, grouping_json, load_groupings
+    from asap.errors import BreakdownError
+    from asap.metrics.breakdown import compute_breakdown, grouping_json, load_groupings
     from asap.reporting.breakdown import to_rich, write_breakdown
     from asap.utils.console import console
 
@@ -141,7 +143,7 @@ def _breakdown(args: argparse.Namespace, arrays: dict) -> int:
 
 
 def _chosen(by: list[str] | None, known: list[str]) -> list[str]:
-    from asap.metrics.breakdown import BreakdownError
+    from asap.errors import BreakdownError
 
     if not by or "all" in by:
         return known

@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from asap.auxtext import GenContext, GenerationJob, PromptSpec, run_generation
-from asap.auxtext.backends import BackendUnavailable
 from asap.auxtext.backends.hf import TransformersBackend
 from asap.auxtext.prompts import DEFAULT_CAPTION_PROMPT, DEFAULT_EXPLANATION_PROMPT
 from asap.data.aux_cache import AuxTextCache
+from asap.errors import BackendUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "a the man woman picture of caption this give in crowd photo city waves".split()

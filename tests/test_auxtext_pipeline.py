@@ -18,7 +18,6 @@ from PIL import Image
 from asap.auxtext import (
     GenContext,
     GenerationJob,
-    MergeError,
     PromptSpec,
     build_work_items,
     merge_caches,
@@ -28,9 +27,10 @@ from asap.auxtext import (
 )
 from asap.auxtext.backends.echo import EchoBackend
 from asap.auxtext.cli import rewrite_subcommand
-from asap.auxtext.prompts import DEFAULT_EXPLANATION_PROMPT, PromptError
+from asap.auxtext.prompts import DEFAULT_EXPLANATION_PROMPT
 from asap.auxtext.work import find_shard_files, select_shard, shard_path
-from asap.data.aux_cache import AuxCacheMismatchError, AuxTextCache
+from asap.data.aux_cache import AuxTextCache
+from asap.errors import AuxCacheMismatchError, MergeError, PromptError
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "src" / "generate_aux_text.py"
@@ -419,7 +419,8 @@ def test_oracle_backend_serves_the_synthetic_ground_truth(tmp_path: Path) -> Non
 
 
 def test_a_second_writer_of_the_same_file_is_refused(data: Path) -> None:
-    from asap.auxtext.locks import CacheBusyError, exclusive
+    from asap.auxtext.locks import exclusive
+    from asap.errors import CacheBusyError
 
     target = data / "DGM4/aux_text/caption.jsonl"
     with exclusive(target), pytest.raises(CacheBusyError, match="another process"):

@@ -13,15 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asap.errors import BreakdownError, PredictionFileError
 from asap.metrics import METRIC_NAMES
-from asap.metrics.breakdown import (
-    BreakdownError,
-    compute_breakdown,
-    load_groupings,
-    parse_groupings,
-)
+from asap.metrics.breakdown import compute_breakdown, load_groupings, parse_groupings
 from asap.metrics.predictions import (
-    PredictionFileError,
     load_predictions,
     save_predictions,
     score_predictions,

@@ -19,7 +19,8 @@ import pytest
 import torch
 from torch import nn
 
-from asap.pipeline.convert import ConversionError, compose_config, export_checkpoint, import_checkpoint
+from asap.errors import ConversionError
+from asap.pipeline.convert import compose_config, export_checkpoint, import_checkpoint
 from test_model_factory import make_batch
 
 ROOT = Path(__file__).resolve().parents[1]

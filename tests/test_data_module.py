@@ -12,9 +12,9 @@ from PIL import Image
 
 from asap.data import DGM4DataModule
 from asap.data.aux_cache import AuxTextWriter
-from asap.data.aux_text import AuxTextMissingError
 from asap.data.records import FAKE_CLASSES, is_image_manipulated, is_text_manipulated
 from asap.data.transforms import CLIP_MEAN, CLIP_STD
+from asap.errors import AuxTextMissingError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 CONTRACT_KEYS = {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from asap.data import DGM4DataError, generate_synthetic_dgm4
+from asap.data import generate_synthetic_dgm4
 from asap.data.aux_cache import AuxTextCache
 from asap.data.records import FAKE_CLASSES, REQUIRED_FIELDS, is_image_manipulated, multilabel
 from asap.data.synthetic.generate import MANIFEST, class_sequence, random_meaning, random_scene
@@ -19,6 +19,7 @@ from asap.data.synthetic.render import paste_manipulated, render
 from asap.data.synthetic.world import CAST, EMOTION_WORDS, RARE_EMOTION_WORDS
 from asap.data.text import clean_text
 from asap.data.validate import validate_split_file
+from asap.errors import DGM4DataError
 
 SMALL = {"num_train": 30, "num_val": 10, "num_test": 10}
 EMOTIONS = {w for vocab in (EMOTION_WORDS, RARE_EMOTION_WORDS) for words in vocab.values() for w in words}

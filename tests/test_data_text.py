@@ -94,8 +94,8 @@ def test_encode_aux_keeps_both_special_tokens(tokenizer) -> None:
 
 
 def test_an_unloadable_tokenizer_names_itself_and_the_offline_choices(tmp_path, monkeypatch) -> None:
-    from asap.data.records import DGM4DataError
     from asap.data.text import load_tokenizer
+    from asap.errors import DGM4DataError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DGM4DataError, match=r"(?s)cannot load the tokenizer .*bundled_bert_tokenizer"):

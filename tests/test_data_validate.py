@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from pathlib import Path
 
 import pytest
 
-from asap.data import DGM4DataError, DGM4DataModule
-from asap.data.validate import main as validate_main
-from asap.data.validate import validate_split_file
+from asap.data import DGM4DataModule
+from asap.data.aux_cache import AuxTextWriter
+from asap.data.validate import records_without_aux, validate_split_file
+from asap.errors import DGM4DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("validate_script", ROOT / "src" / "validate.py")
+validate_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(validate_script)  # src/validate.py, driven in-process through its main(argv)
+validate_main = validate_script.main
 
 # (record changes, problem kind): each makes record #1 bad; images are 120x80
 BAD_CASES = {
@@ -131,3 +139,24 @@ def test_validate_command(make_dgm4, dgm4_record, capsys) -> None:
     with pytest.raises(SystemExit):
         validate_main(["--help"])
     assert "--deep" in capsys.readouterr().out
+
+
+def test_records_without_aux_are_named_by_position(tmp_path: Path, dgm4_record) -> None:
+    records = [dgm4_record(0), dgm4_record(1), "not a record", dgm4_record(3)]
+    cache = tmp_path / "caption.jsonl"
+    with AuxTextWriter(cache, model="m", prompt_hash="h", settings={}) as writer:
+        for r in (records[0], records[3]):
+            writer.write_ok(r["image"], r["text"], "a caption")
+        writer.write_failed(records[1]["image"], records[1]["text"], "timeout")  # failed: still missing
+    assert records_without_aux(records, cache) == [1]
+
+
+def test_validate_command_names_a_broken_cache_and_exits_2(make_dgm4, dgm4_record, capsys) -> None:
+    root = make_dgm4({"val": [dgm4_record(0)]})
+    cache = root / "DGM4/aux_text/caption.jsonl"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text("not json\n")
+    with pytest.raises(SystemExit) as exit_info:
+        validate_main([str(root), "--split", "val", "--aux", "caption"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_info.value.code == 2 and "AuxCacheError" in out and "caption.jsonl:1" in out

@@ -185,8 +185,8 @@ def test_foreign_unsafe_or_missing_checkpoint_is_a_user_error(
     workdir: Path, checkpoint: Path, make, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The eval job under `exit_on_user_error` (as src/eval.py runs it), in-process."""
-    from asap.pipeline.errors import exit_on_user_error
     from asap.pipeline.evaluate import evaluate
+    from asap.utils.cli import exit_on_user_error
 
     bad = workdir / f"{make.__name__ if make else 'missing'}.ckpt"
     if make:

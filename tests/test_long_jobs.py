@@ -16,8 +16,7 @@ import pytest
 import torch
 
 import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
-from asap.callbacks.non_finite import NonFiniteLossError
-from asap.pipeline.errors import UserError
+from asap.errors import NonFiniteLossError, UserError
 from asap.pipeline.resume import check_same_run, find_resume_point
 
 ROOT = Path(__file__).resolve().parents[1]

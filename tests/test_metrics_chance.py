@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from asap.data.records import DGM4DataError
+from asap.errors import DGM4DataError
 from asap.metrics.chance import (
     best_constant_box,
     constant_box_scores,

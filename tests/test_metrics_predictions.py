@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from asap.errors import PredictionFileError
 from asap.metrics import ALL_METRIC_NAMES, DGM4Metrics
 from asap.metrics.collection import INPUT_NAMES
 from asap.metrics.predictions import (
     PredictionAccumulator,
-    PredictionFileError,
     concat_predictions,
     load_predictions,
     save_predictions,

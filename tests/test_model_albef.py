@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from asap.models import ASAPModel, CheckpointError, load_albef_checkpoint
+from asap.errors import CheckpointError
+from asap.models import ASAPModel, load_albef_checkpoint
 from asap.models.config import ASAPConfig
 from test_model_factory import conf, micro_model
 

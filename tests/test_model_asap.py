@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torchmetrics.functional.classification import binary_auroc
 from torchvision.ops import box_convert, generalized_box_iou_loss
 
+from asap.errors import ConfigError
 from asap.models import ASAPModel
 from asap.models.alignment import ContrastiveProjection
 from asap.models.asap import encode_texts
-from asap.models.config import ASAPConfig, ConfigError
+from asap.models.config import ASAPConfig
 from test_model_factory import ABLATIONS, conf, make_batch, micro_model
 
 DGM_TERMS = {"bic", "mlc", "bbox", "giou", "tmg"}

@@ -14,8 +14,9 @@ import torch
 from lightning.pytorch.callbacks import LambdaCallback
 from torch.utils.data import DataLoader
 
+from asap.errors import CheckpointError
 from asap.metrics.predictions import save_predictions
-from asap.models import ASAPLitModule, CheckpointError
+from asap.models import ASAPLitModule
 from test_model_factory import ABLATIONS, conf, make_batch, micro_model
 
 OPTIM = {

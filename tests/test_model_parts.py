@@ -7,8 +7,9 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
+from asap.errors import ConfigError
 from asap.models.attention import MultiHeadAttention
-from asap.models.config import ASAPConfig, ConfigError, ImageEncoderConfig, TextEncoderConfig
+from asap.models.config import ASAPConfig, ImageEncoderConfig, TextEncoderConfig
 from asap.models.image_encoder import build_image_encoder, sincos_pos_embed
 from asap.models.packing import Packing
 from asap.models.text_biased_encoder import TextBiasedEncoder

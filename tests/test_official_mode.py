@@ -20,10 +20,11 @@ import yaml
 from torch import Tensor, nn
 
 from asap.data.text import encode_aux
+from asap.errors import ConfigError
 from asap.losses import LossWeights, total_loss
 from asap.models import ASAPModel
 from asap.models.asap import encode_texts
-from asap.models.config import ASAPConfig, ConfigError
+from asap.models.config import ASAPConfig
 from asap.models.packing import Packing
 from test_model_factory import CONF, conf, make_batch, micro_model
 

@@ -342,7 +342,8 @@ def test_official_groups_of_every_parameter_of_the_full_model() -> None:
     ],
 )
 def test_bad_optim_config_is_a_clear_error(optim: dict, message: str) -> None:
-    from asap.models.config import ASAPConfig, ConfigError
+    from asap.errors import ConfigError
+    from asap.models.config import ASAPConfig
     from test_model_factory import conf, micro_model
 
     with pytest.raises(ConfigError, match=message):

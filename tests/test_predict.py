@@ -22,11 +22,11 @@ from PIL import Image
 import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
 from asap.data.records import load_split
 from asap.data.text import clean_text, encode_text
+from asap.errors import UserError
 from asap.inference import Pair, Predictor, box_to_pixels, prepare_text, word_probabilities
 from asap.inference.loading import resolve_tokenizer_path
 from asap.inference.predictor import attention_grid
 from asap.inference.words import labelled_user_words
-from asap.pipeline.errors import UserError
 from asap.utils.paths import bundled_bert_tokenizer_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,8 +337,8 @@ def test_missing_image_exits_2_with_one_line(
     checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The predict job under `exit_on_user_error`, as src/predict.py runs it."""
-    from asap.pipeline.errors import exit_on_user_error
     from asap.pipeline.predict import predict
+    from asap.utils.cli import exit_on_user_error
 
     missing = tmp_path / "nope.jpg"
     cfg = _compose(

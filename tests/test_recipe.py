@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from asap.errors import UserError
 from asap.models import ASAPLitModule
 from asap.models.momentum import MomentumModel
-from asap.pipeline.errors import UserError
 from asap.pipeline.global_batch import accumulation_steps, apply_global_batch, describe
 from test_model_factory import conf, make_batch, micro_model
 

@@ -602,8 +602,8 @@ def test_wandb_samples_callback_is_a_no_op_without_wandb(tmp_path: Path) -> None
 def test_a_wrong_argument_in_a_config_node_is_a_user_error() -> None:
     from omegaconf import OmegaConf
 
+    from asap.errors import UserError
     from asap.pipeline.common import instantiate
-    from asap.pipeline.errors import UserError
 
     node = OmegaConf.create({"_target_": "lightning.pytorch.Trainer", "max_epochs": 1, "max_epoch": 2})
     with pytest.raises(

@@ -6,15 +6,8 @@ Deduplicated (one generation per distinct image / text, written to every (image,
     from asap.auxtext import GenerationJob, GenContext, PromptSpec, build_backend, run_generation, merge_shards
 """
 
-from asap.auxtext.backends import (
-    Backend,
-    BackendUnavailable,
-    GenContext,
-    GenRequest,
-    GenResult,
-    build_backend,
-)
-from asap.auxtext.merge import MergeError, merge_caches, merge_shards
+from asap.auxtext.backends import Backend, GenContext, GenRequest, GenResult, build_backend
+from asap.auxtext.merge import merge_caches, merge_shards
 from asap.auxtext.prompts import DEFAULT_CAPTION_PROMPT, DEFAULT_EXPLANATION_PROMPT, PromptSpec
 from asap.auxtext.runner import GenerationJob, run_generation
 from asap.auxtext.stats import RunStats
@@ -24,12 +17,10 @@ __all__ = [
     "DEFAULT_CAPTION_PROMPT",
     "DEFAULT_EXPLANATION_PROMPT",
     "Backend",
-    "BackendUnavailable",
     "GenContext",
     "GenRequest",
     "GenResult",
     "GenerationJob",
-    "MergeError",
     "PromptSpec",
     "RunStats",
     "WorkItem",

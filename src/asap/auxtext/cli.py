@@ -13,12 +13,11 @@ from rich.table import Table
 
 from asap.auxtext.backends import GenContext, build_backend
 from asap.auxtext.merge import merge_shards
-from asap.auxtext.prompts import TASKS, PromptError, PromptSpec
+from asap.auxtext.prompts import TASKS, PromptSpec
 from asap.auxtext.runner import GenerationJob, load_items, run_generation
 from asap.auxtext.stats import RunStats
 from asap.data.aux_cache import AuxTextCache
-from asap.data.records import DGM4DataError
-from asap.pipeline.errors import UserError
+from asap.errors import DGM4DataError, PromptError, UserError
 
 log = logging.getLogger(__name__)
 MODES = ("generate", "merge", "status")

@@ -6,11 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from asap.pipeline.errors import UserError
-
-
-class CacheBusyError(UserError):
-    """Another process is writing the same cache file."""
+from asap.errors import CacheBusyError
 
 
 @contextlib.contextmanager

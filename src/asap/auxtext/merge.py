@@ -14,14 +14,10 @@ from pathlib import Path
 
 from asap.auxtext.locks import exclusive
 from asap.auxtext.work import find_shard_files
-from asap.data.aux_cache import AuxCacheMismatchError, AuxEntry, AuxTextCache, format_row
-from asap.pipeline.errors import UserError
+from asap.data.aux_cache import AuxEntry, AuxTextCache, format_row
+from asap.errors import AuxCacheMismatchError, MergeError
 
 Key = tuple[str, str]
-
-
-class MergeError(UserError):
-    """Shard files missing or inconsistent."""
 
 
 @dataclass

@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from asap.errors import PromptError
+
 TASKS = ("caption", "explanation")
 TEXT_SLOT = "{text}"
 
@@ -14,10 +16,6 @@ DEFAULT_CAPTION_PROMPT = "Give the caption of this picture"
 DEFAULT_EXPLANATION_PROMPT = (
     'Refer to the following text to describe the specific information of the corresponding image: "{text}"'
 )
-
-
-class PromptError(ValueError):
-    """A prompt template that cannot be used for its task."""
 
 
 @dataclass(frozen=True)

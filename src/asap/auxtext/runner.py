@@ -22,12 +22,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from asap.auxtext.backends.base import Backend, BackendUnavailable, GenRequest, GenResult
+from asap.auxtext.backends.base import Backend, GenRequest, GenResult
 from asap.auxtext.locks import exclusive
 from asap.auxtext.stats import RunStats
 from asap.auxtext.work import Key, WorkItem, build_work_items, select_shard, shard_path
 from asap.data.aux_cache import AuxTextCache, AuxTextWriter
 from asap.data.records import load_split
+from asap.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from asap.auxtext.prompts import TASKS
-from asap.data.records import DGM4DataError, record_ref
+from asap.data.records import record_ref
+from asap.errors import DGM4DataError
 
 Key = tuple[str, str]
 _SHARD_NAME = re.compile(r"\.shard(\d+)-of-(\d+)$")

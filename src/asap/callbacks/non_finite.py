@@ -20,14 +20,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from asap.pipeline.errors import UserError
+from asap.callbacks.checkpoint_files import checkpoints_newest_first
+from asap.errors import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 ACTIONS = ("stop", "skip")
-
-
-class NonFiniteLossError(UserError):
-    """The training loss became NaN or infinite."""
 
 
 class NonFiniteLossGuard(L.Callback):
@@ -102,8 +99,6 @@ class NonFiniteLossGuard(L.Callback):
         )
 
     def _last_checkpoint(self) -> str:
-        from asap.pipeline.resume import checkpoints_newest_first
-
         newest = checkpoints_newest_first(self.checkpoint_dir) if self.checkpoint_dir else []
         return f"the last checkpoint is {newest[0]}" if newest else "no checkpoint was written yet"
 

@@ -15,6 +15,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from asap.utils.ranks import gather_from_ranks, own_rank
+
 
 class RNGStateCheckpoint(L.Callback):
     """Store python, numpy and torch (CPU and CUDA) generator states in the checkpoint, per rank."""
@@ -38,22 +40,6 @@ class RNGStateCheckpoint(L.Callback):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def gather_from_ranks(trainer: L.Trainer, obj: Any) -> list[Any]:
-    """`obj` of every rank, in rank order ([obj] on one process). Every rank must call it (checkpoint hooks do)."""
-    if trainer.world_size <= 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return [obj]
-    gathered: list[Any] = [None] * trainer.world_size
-    torch.distributed.all_gather_object(gathered, obj)
-    return gathered
-
-
-def own_rank(trainer: L.Trainer, per_rank: list[Any] | None) -> Any:
-    """This rank's entry of a per-rank list saved with the same number of ranks; else None."""
-    if not per_rank or len(per_rank) != trainer.world_size:
-        return None
-    return per_rank[trainer.global_rank]
 
 
 def _current_states() -> dict[str, Any]:

@@ -29,6 +29,8 @@ from typing import Any
 
 import lightning as L
 
+from asap.callbacks.checkpoint_files import INTERRUPTED_CHECKPOINT, checkpoints_newest_first
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -88,7 +90,7 @@ class StopOnSignal(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
-        stale = self.checkpoint_dir / "interrupted.ckpt"
+        stale = self.checkpoint_dir / INTERRUPTED_CHECKPOINT
         if trainer.is_global_zero and stale.exists():  # the run went past it: epoch-end checkpoints are newer
             stale.unlink()
         if self._stop_requested(trainer):  # in the last epoch's end: saved, stop before the test (it runs on resume)
@@ -107,7 +109,7 @@ class StopOnSignal(L.Callback):
         # Lightning does not resume a checkpoint taken after an epoch's last batch: that one waits for the epoch end
         if not self._stop_requested(trainer) or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
-        path = self.checkpoint_dir / "interrupted.ckpt"
+        path = self.checkpoint_dir / INTERRUPTED_CHECKPOINT
         trainer.save_checkpoint(path)
         self._stop(trainer, path)
 
@@ -125,8 +127,6 @@ class StopOnSignal(L.Callback):
     def _stop(self, trainer: L.Trainer, checkpoint: Path | None) -> None:
         signum = self.received if self.received is not None else int(signal.SIGTERM)  # a rank told by another
         if checkpoint is None:  # the epoch end's, written by the checkpoint callbacks
-            from asap.pipeline.resume import checkpoints_newest_first
-
             checkpoint = next(iter(checkpoints_newest_first(self.checkpoint_dir)), None)
         interrupted = TrainingInterrupted(signum, checkpoint, trainer.current_epoch, trainer.global_step)
         if trainer.is_global_zero:

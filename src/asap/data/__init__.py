@@ -1,7 +1,7 @@
 """DGM4 data: records, text cleaning + token labels, transforms, patch labels, aux texts, validation, the
 synthetic generator, Dataset/collate and `DGM4DataModule`.
 
-Exports are imported lazily, so `python -m asap.data.validate` / `python -m asap.data.synthetic` start fast.
+Exports are imported lazily, so `python -m asap.data.synthetic` (and src/validate.py) start fast.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ _EXPORTS = {
     "DGM4Collator": "asap.data.collate",
     "DGM4DataModule": "asap.data.datamodule",
     "DGM4Dataset": "asap.data.dataset",
-    "DGM4DataError": "asap.data.records",
     "FAKE_CLASSES": "asap.data.records",
     "MANIPULATIONS": "asap.data.records",
     "generate_synthetic_dgm4": "asap.data.synthetic",

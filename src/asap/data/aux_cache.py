@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asap.errors import AuxCacheError, AuxCacheMismatchError
+
 Key = tuple[str, str]
 
 
@@ -31,14 +33,6 @@ class AuxEntry:
     model: str
     prompt_hash: str
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-class AuxCacheError(ValueError):
-    """A cache file that cannot be read as an auxiliary-text cache."""
-
-
-class AuxCacheMismatchError(AuxCacheError):
-    """A cache written by another model or prompt than the one about to add to it."""
 
 
 ROW_FIELDS = ("image", "text", "output", "status", "error", "model", "prompt_hash", "settings")

@@ -14,16 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from asap.data.aux_cache import AuxTextCache
-from asap.data.records import DGM4DataError
+from asap.errors import AuxTextMissingError
 
 log = logging.getLogger(__name__)
 
 AUX_KINDS = ("caption", "explanation")
 MISSING_POLICIES = ("error", "fallback")
-
-
-class AuxTextMissingError(DGM4DataError):
-    """Records without an auxiliary text in the cache (policy `error`)."""
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,13 @@ from asap.data.collate import DGM4Collator
 from asap.data.dataset import DGM4Dataset, Entry
 from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_grid
-from asap.data.records import SPLITS, DGM4DataError, load_split
+from asap.data.records import SPLITS, load_split
 from asap.data.resumable_loader import ResumableDataLoader, TrainPosition
 from asap.data.text import load_tokenizer
 from asap.data.transforms import build_transform
 from asap.data.validate import IMAGE_CHECKS, ValidationReport, validate_records
+from asap.errors import DGM4DataError
+from asap.utils.ranks import gather_from_ranks, own_rank
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # per-sample tokenising in forked workers
 log = logging.getLogger(__name__)
@@ -208,8 +210,6 @@ class DGM4DataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return {}
-        from asap.callbacks.rng_state import gather_from_ranks
-
         at_epoch_end = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         epoch = {} if at_epoch_end else self.train_position.epoch_state()
         per_rank = gather_from_ranks(trainer, epoch)  # under DDP each rank drew its epoch from its own generator
@@ -219,8 +219,6 @@ class DGM4DataModule(L.LightningDataModule):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        from asap.callbacks.rng_state import own_rank
-
         epoch = dict(state_dict.get("train_epoch") or {})
         if self.trainer is not None:
             epoch = own_rank(self.trainer, epoch.pop("per_rank", None)) or epoch

@@ -16,8 +16,9 @@ from transformers import PreTrainedTokenizerBase
 
 from asap.data.image_cache import ImageCache
 from asap.data.patches import patch_labels
-from asap.data.records import DGM4DataError, box_fits, multilabel, protocol_box, record_ref
+from asap.data.records import box_fits, multilabel, protocol_box, record_ref
 from asap.data.text import clean_text, encode_aux, encode_text
+from asap.errors import DGM4DataError
 
 Entry = tuple[int, dict[str, Any]]  # (position in the split file, record)
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from asap.errors import DGM4DataError
+
 # multi-label order [FS, FA, TS, TA] (contracts.md)
 MANIPULATIONS = ("face_swap", "face_attribute", "text_swap", "text_attribute")
 FAKE_CLASSES = (
@@ -22,10 +24,6 @@ FAKE_CLASSES = (
 )
 REQUIRED_FIELDS = ("id", "image", "text", "fake_cls", "fake_image_box", "fake_text_pos")
 SPLITS = ("train", "val", "test")
-
-
-class DGM4DataError(ValueError):
-    """Bad DGM4 input (split file, record, image or aux text); the message names the file and the record."""
 
 
 def record_ref(record: Any, index: int) -> str:

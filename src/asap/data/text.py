@@ -11,7 +11,7 @@ import re
 
 from transformers import PreTrainedTokenizerBase
 
-from asap.data.records import DGM4DataError
+from asap.errors import DGM4DataError
 
 _DELETED = re.compile(r"[,.'!?\"()*#:;~]")
 _MULTI_SPACE = re.compile(r"\s{2,}")

@@ -1,9 +1,7 @@
 """Validation of DGM4 split files: every problem, with record ids and counts; nothing skipped silently.
 
-Library: `validate_records(records, root, ...) -> ValidationReport` (used by `DGM4DataModule.setup`).
-Command::
-
-    python -m asap.data.validate ROOT [--split train val test] [--deep] [--aux caption explanation]
+Library: `validate_records(records, root, ...) -> ValidationReport` (used by `DGM4DataModule.setup`),
+`records_without_aux` for the auxiliary-text caches. Command line: `python src/validate.py ROOT [--deep] ...`.
 
 Image checks: `none`; `exists`; `header` (default: the file opens as an image and gives its size, no decode, which
 also checks the box against the image size); `deep` (full decode: catches truncated files; slow on 230K images).
@@ -11,7 +9,6 @@ also checks the box against the image size); `deep` (full decode: catches trunca
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections import Counter
@@ -26,7 +23,6 @@ from PIL import Image, UnidentifiedImageError
 from asap.data.records import (
     FAKE_CLASSES,
     REQUIRED_FIELDS,
-    SPLITS,
     is_image_manipulated,
     is_text_manipulated,
     load_split,
@@ -93,7 +89,7 @@ class ValidationReport:
         lines += [f"  #{p.index} (id={p.record_id}) {p.kind}: {p.message}" for p in self.problems[:show]]
         if len(self.problems) > show:
             lines.append(
-                f"  ... and {len(self.problems) - show} more (python -m asap.data.validate lists them all)"
+                f"  ... and {len(self.problems) - show} more (python src/validate.py lists them all)"
             )
         return "\n".join(lines)
 
@@ -230,142 +226,13 @@ def validate_split_file(
     return validate_records(load_split(path), root, path=path, image_check=image_check, workers=workers)
 
 
-# ----------------------------------------------------------------------------- command line
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m asap.data.validate",
-        description="Check DGM4 split files: record fields, fake_cls, boxes, fake_text_pos, texts and images. "
-        "Prints every problem kind with counts and the first records per kind; exits 1 when anything is wrong.",
-        epilog="example: python -m asap.data.validate /data --split val test --deep --aux caption",
-    )
-    p.add_argument("root", type=Path, help="folder that holds DGM4/ (record image paths are relative to it)")
-    p.add_argument(
-        "--split",
-        nargs="+",
-        default=list(SPLITS),
-        metavar="NAME",
-        help="splits to check, read from ROOT/DGM4/metadata/NAME.json (default: train val test)",
-    )
-    p.add_argument(
-        "--split-file",
-        nargs="+",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="extra split files to check (relative to ROOT or absolute)",
-    )
-    p.add_argument(
-        "--image-check",
-        choices=IMAGE_CHECKS,
-        default="header",
-        help="how images are checked (default: header = opens and gives its size, no decode)",
-    )
-    p.add_argument(
-        "--deep", action="store_true", help="decode every image fully (same as --image-check deep)"
-    )
-    p.add_argument(
-        "--aux",
-        nargs="*",
-        choices=("caption", "explanation"),
-        default=[],
-        help="also report records without a cached caption / explanation",
-    )
-    p.add_argument("--aux-dir", default="DGM4/aux_text", help="aux-text cache folder, relative to ROOT")
-    p.add_argument("--show", type=int, default=10, help="problems listed per kind (default 10)")
-    p.add_argument("--workers", type=int, default=8, help="threads reading image headers (default 8)")
-    return p
-
-
-def _print_report(console: Any, report: ValidationReport, show: int) -> None:
-    from rich.table import Table
-
-    counts = report.counts()
-    status = "[green]ok[/]" if report.ok else f"[red]{len(report.bad_indices)} bad records[/]"
-    console.print(f"[bold]{report.path}[/]: {report.num_records} records, {status}")
-    if report.ok:
-        return
-    table = Table(title="problems by kind", title_justify="left")
-    for col in ("kind", "count", "meaning"):
-        table.add_column(col, justify="right" if col == "count" else "left")
-    for kind, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(kind, str(n), PROBLEM_KINDS[kind])
-    console.print(table)
-    detail = Table(title=f"first {show} records per kind", title_justify="left")
-    for col in ("#", "id", "kind", "message"):
-        detail.add_column(col, overflow="fold")
-    for kind in counts:
-        for p in [p for p in report.problems if p.kind == kind][:show]:
-            detail.add_row(str(p.index), p.record_id, p.kind, p.message)
-    console.print(detail)
-
-
-def _check_aux(
-    console: Any, root: Path, records: list[Any], kinds: list[str], aux_dir: str, show: int
-) -> int:
+def records_without_aux(records: Sequence[Any], cache_path: str | Path) -> list[int]:
+    """Positions of the records whose (image, text) key has no text in the aux-text cache at `cache_path`."""
     from asap.data.aux_cache import AuxTextCache
 
-    bad = 0
-    for kind in kinds:
-        cache_path = root / aux_dir / f"{kind}.jsonl"
-        if not cache_path.is_file():
-            console.print(f"  [red]{kind} cache not found:[/] {cache_path}")
-            bad += 1
-            continue
-        cache = AuxTextCache(cache_path)
-        missing = [
-            (i, r)
-            for i, r in enumerate(records)
-            if isinstance(r, dict) and (r.get("image"), r.get("text")) not in cache
-        ]
-        colour = "red" if missing else "green"
-        console.print(
-            f"  {kind}: [{colour}]{len(missing)} of {len(records)} records missing[/] in {cache_path}"
-        )
-        for i, r in missing[:show]:
-            console.print(
-                f"    #{i} (id={r.get('id')}) image={r.get('image')!r} text={str(r.get('text'))[:60]!r}"
-            )
-        bad += bool(missing)
-    return bad
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 = all clean)."""
-    from rich.progress import track
-
-    from asap.data.records import DGM4DataError
-    from asap.utils.console import console
-
-    args = _parser().parse_args(argv)
-    image_check = "deep" if args.deep else args.image_check
-    files = [args.root / "DGM4" / "metadata" / f"{s}.json" for s in args.split]
-    files += [f if f.is_absolute() else args.root / f for f in args.split_file]
-    failures = 0
-    for path in files:
-        try:
-            records = load_split(path)
-        except DGM4DataError as err:
-            console.print(f"[red]{err}[/]")
-            failures += 1
-            continue
-        report = validate_records(
-            records,
-            args.root,
-            path=path,
-            image_check=image_check,
-            workers=args.workers,
-            progress=lambda it, n, p=path: track(
-                it, total=n, description=f"{p.name} ({image_check})", console=console, transient=True
-            ),
-        )
-        _print_report(console, report, args.show)
-        failures += not report.ok
-        failures += _check_aux(console, args.root, records, args.aux, args.aux_dir, args.show)
-    console.print("[green]all clean[/]" if not failures else f"[red]{failures} check(s) failed[/]")
-    return int(failures > 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    cache = AuxTextCache(cache_path)
+    return [
+        i
+        for i, r in enumerate(records)
+        if isinstance(r, dict) and (r.get("image"), r.get("text")) not in cache
+    ]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from asap.pipeline.errors import UserError
+from asap.errors import UserError
 from asap.utils.paths import bundled_bert_tokenizer_dir
 
 if TYPE_CHECKING:

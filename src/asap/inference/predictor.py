@@ -21,10 +21,10 @@ from transformers import PreTrainedTokenizerBase
 from asap.data.collate import DGM4Collator
 from asap.data.patches import patch_grid, patch_labels
 from asap.data.transforms import build_transform
+from asap.errors import UserError
 from asap.inference.loading import load_inference_tokenizer, load_module, resolve_device
 from asap.inference.verdict import TYPE_KEYS, Verdict, WordVerdict
 from asap.inference.words import PreparedText, prepare_text, word_probabilities
-from asap.pipeline.errors import UserError
 
 PROTOCOL_MAX_WORDS = 50  # the protocol's word cut (data.max_words)
 MAX_LISTED_PROBLEMS = 20

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedTokenizerBase
 
 from asap.data.text import clean_text, encode_text
-from asap.pipeline.errors import UserError
+from asap.errors import UserError
 
 NO_LIMIT = 10**9
 

@@ -33,14 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from asap.errors import BreakdownError
 from asap.metrics.names import METRIC_NAMES
 
 HEADLINE_METRICS = ("AUC", "ACC", "mAP", "IoU_mean", "F1")  # the figure's bars (ACC: AUC needs both classes)
 DERIVED_COLUMNS = ("box_area", "has_box")
-
-
-class BreakdownError(ValueError):
-    """A grouping that cannot be read or applied; the message names the grouping, slice and column."""
 
 
 # ---------------------------------------------------------------------------------------------- specification
@@ -130,7 +127,8 @@ def _condition(where: str, column: str, value: Any) -> Condition:
 # ---------------------------------------------------------------------------------------------- columns
 def row_columns(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every per-row (N,) column a condition may test, derived ones included (see the module docstring)."""
-    from asap.data.records import DGM4DataError, fake_cls_of
+    from asap.data.records import fake_cls_of
+    from asap.errors import DGM4DataError
 
     n = len(arrays["binary_label"])
     columns = {k: np.asarray(v) for k, v in arrays.items() if np.ndim(v) == 1 and len(v) == n}

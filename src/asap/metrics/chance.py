@@ -22,8 +22,9 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
-from asap.data.records import DGM4DataError, box_fits, load_split, protocol_box, record_ref
+from asap.data.records import box_fits, load_split, protocol_box, record_ref
 from asap.data.validate import image_size
+from asap.errors import DGM4DataError
 from asap.metrics.functional import box_iou_pairs
 
 CRITERIA = ("mean_iou", "iou50")

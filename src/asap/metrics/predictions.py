@@ -29,11 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from asap.errors import PredictionFileError
+
 IGNORE_INDEX = -100
-
-
-class PredictionFileError(ValueError):
-    """A prediction file (or set of arrays) that cannot be scored; the message names the array."""
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt, truncated, unsafe to unpickle or not of the expected kind."""
+from asap.errors import CheckpointError
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

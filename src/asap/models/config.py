@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from asap.errors import ConfigError
+
 T = TypeVar("T")
 
 MODALITIES = ("both", "text", "image")
@@ -23,10 +25,6 @@ VISION_BLOCKS = ("hammer", "asap")
 BOX_SAMPLES = ("all", "boxed")
 IMAGE_STEMS = ("patch", "conv")
 POS_EMBED_INITS = ("random", "sincos")
-
-
-class ConfigError(ValueError):
-    """A model / loss / ablation / optim config value that cannot be used (unknown key, bad choice)."""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from asap.callbacks import BestValidationMetrics, RNGStateCheckpoint
-from asap.pipeline.errors import UserError
+from asap.errors import UserError
 from asap.utils.console import console, metrics_table
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ def build_lit_module(cfg: DictConfig) -> L.LightningModule:
 
     A value of the wrong type (e.g. `loss.alpha=abc`) is a UserError naming the nodes, not a traceback.
     """
-    from asap.models import ASAPLitModule, ConfigError
+    from asap.errors import ConfigError
+    from asap.models import ASAPLitModule
 
     try:
         return ASAPLitModule(

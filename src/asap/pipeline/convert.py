@@ -20,8 +20,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from rich.table import Table
 
+from asap.errors import ConversionError, UserError
 from asap.models.official_keys import KeyReport, export_official, import_official, official_state_dict
-from asap.pipeline.errors import UserError
 from asap.utils.console import console
 from asap.utils.paths import project_root
 
@@ -38,10 +38,6 @@ REQUIRE_EVERY_TARGET = {
     "hammer": True,
     "asap": True,
 }  # ALBEF has no heads: they stay initialised
-
-
-class ConversionError(UserError):
-    """Tensors that do not map (no target, or another shape); the message lists every one."""
 
 
 def compose_config(source: str, overrides: list[str]) -> DictConfig:
@@ -113,7 +109,7 @@ def export_checkpoint(source: str, src: Path, dst: Path, allow_missing: bool = F
 
 
 def _official_state(checkpoint: Any, src: Path) -> dict[str, torch.Tensor]:
-    from asap.models.checkpoint import CheckpointError
+    from asap.errors import CheckpointError
 
     try:
         return official_state_dict(checkpoint, str(src))

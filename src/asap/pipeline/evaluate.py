@@ -11,9 +11,9 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from asap.callbacks.progress import progress_bar
+from asap.errors import UserError
 from asap.pipeline.breakdown import run_breakdown
 from asap.pipeline.common import hydra_overrides, print_metric_summary, test_metrics, write_json
-from asap.pipeline.errors import UserError
 from asap.utils.console import print_config_tree
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import logging
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from asap.pipeline.errors import UserError
+from asap.errors import UserError
 
 log = logging.getLogger(__name__)
 

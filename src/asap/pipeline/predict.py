@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig
 
+from asap.errors import UserError
 from asap.pipeline.common import write_json
-from asap.pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 QUOTING_HINT = (

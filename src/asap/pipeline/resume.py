@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asap.models.checkpoint import CheckpointError, read_checkpoint
-from asap.pipeline.errors import UserError
+from asap.callbacks.checkpoint_files import checkpoints_newest_first
+from asap.errors import CheckpointError, UserError
+from asap.models.checkpoint import read_checkpoint
 
 log = logging.getLogger(__name__)
 
-# a stop on a signal writes this; on equal times it is preferred to the epoch-end ones
-INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
-_PREFERENCE = {INTERRUPTED_CHECKPOINT: 0, "last.ckpt": 1}
 TRAINING_STATE_KEYS = ("state_dict", "optimizer_states", "loops", "global_step", "epoch")
 
 
@@ -34,14 +32,6 @@ class ResumePoint:
     global_step: int
     hyper_parameters: Mapping[str, Any]
     unreadable: tuple[tuple[Path, str], ...] = ()
-
-
-def checkpoints_newest_first(folder: Path) -> list[Path]:
-    """`*.ckpt` in `folder`, newest first (an interrupted.ckpt, then last.ckpt, first among equal times)."""
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.glob("*.ckpt") if p.is_file()]
-    return sorted(files, key=lambda p: (-p.stat().st_mtime_ns, _PREFERENCE.get(p.name, 2), p.name))
 
 
 def find_resume_point(folder: Path) -> ResumePoint | None:
@@ -73,9 +63,13 @@ def find_resume_point(folder: Path) -> ResumePoint | None:
 def check_same_run(point: ResumePoint, hparams: Mapping[str, Any], folder: Path) -> None:
     """A folder's checkpoints belong to the run configured now: another model / loss / ablation / optim is refused."""
     saved, now = _flatten(point.hyper_parameters), _flatten(hparams)
-    different = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<absent>") != now.get(k, "<absent>"))
+    different = sorted(
+        k for k in saved.keys() | now.keys() if saved.get(k, "<absent>") != now.get(k, "<absent>")
+    )
     if different:
-        shown = ", ".join(f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}" for k in different[:8])
+        shown = ", ".join(
+            f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}" for k in different[:8]
+        )
         more = f" (and {len(different) - 8} more)" if len(different) > 8 else ""
         raise UserError(
             f"{folder} holds checkpoints of a run with another configuration ({shown}{more}); resuming would mix "

@@ -14,19 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from asap.auxtext.backends.base import (
-    Backend,
-    BackendUnavailable,
-    GenContext,
-    GenRequest,
-    GenResult,
-    ImageReadError,
-)
-from asap.pipeline.errors import UserError
+from asap.auxtext.backends.base import Backend, GenContext, GenRequest, GenResult, ImageReadError
+from asap.errors import UserError
 
 __all__ = [
     "Backend",
-    "BackendUnavailable",
     "GenContext",
     "GenRequest",
     "GenResult",

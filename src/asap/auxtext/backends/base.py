@@ -13,13 +13,8 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from asap.auxtext.prompts import PromptSpec
-from asap.pipeline.errors import UserError
 
 Key = tuple[str, str]
-
-
-class BackendUnavailable(UserError):
-    """A backend whose library, server or data is not there (the message says what to install or set)."""
 
 
 class ImageReadError(OSError):

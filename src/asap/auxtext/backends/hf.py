@@ -14,15 +14,9 @@ from typing import Any
 
 import torch
 
-from asap.auxtext.backends.base import (
-    Backend,
-    BackendUnavailable,
-    GenContext,
-    GenRequest,
-    GenResult,
-    load_image,
-)
+from asap.auxtext.backends.base import Backend, GenContext, GenRequest, GenResult, load_image
 from asap.auxtext.prompts import chat_messages
+from asap.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 PROMPT_MODES = ("auto", "chat", "text", "none")

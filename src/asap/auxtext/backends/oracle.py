@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from asap.auxtext.backends.base import Backend, BackendUnavailable, GenContext, GenRequest, GenResult
+from asap.auxtext.backends.base import Backend, GenContext, GenRequest, GenResult
 from asap.data.aux_cache import AuxTextCache
+from asap.errors import BackendUnavailable
 
 SYNTHETIC_MANIFEST = "DGM4/synthetic_manifest.json"
 

@@ -6,14 +6,8 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
-from asap.auxtext.backends.base import (
-    Backend,
-    BackendUnavailable,
-    GenContext,
-    GenRequest,
-    GenResult,
-    image_data_url,
-)
+from asap.auxtext.backends.base import Backend, GenContext, GenRequest, GenResult, image_data_url
+from asap.errors import BackendUnavailable
 
 
 def vllm_available() -> bool:

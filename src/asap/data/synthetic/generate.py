@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from asap.data.aux_cache import AuxTextWriter
-from asap.data.records import DGM4DataError, is_image_manipulated, multilabel
+from asap.data.records import is_image_manipulated, multilabel
 from asap.data.synthetic.language import (
     Caption,
     Meaning,
@@ -30,6 +30,7 @@ from asap.data.synthetic.language import (
 from asap.data.synthetic.render import Face, Scene, add_noise, paste_manipulated, render
 from asap.data.synthetic.sharing import one_at_a_time, refuse_if_read_by_others, start_reading
 from asap.data.synthetic.world import CAST, EXPRESSIONS, PLACES
+from asap.errors import DGM4DataError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from filelock import FileLock
 
-from asap.data.records import DGM4DataError
+from asap.errors import DGM4DataError
 
 log = logging.getLogger(__name__)
 
