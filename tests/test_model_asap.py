@@ -14,7 +14,7 @@ from torchvision.ops import box_convert, generalized_box_iou_loss
 from asap.models import ASAPModel
 from asap.models.alignment import ContrastiveProjection
 from asap.models.asap import encode_texts
-from asap.models.config import ASAPConfig, ConfigError
+from asap.models.config import ASAPConfig, ConfigError, ImageEncoderConfig, ModelConfig
 from test_model_factory import ABLATIONS, conf, make_batch, micro_model
 
 DGM_TERMS = {"bic", "mlc", "bbox", "giou", "tmg"}
@@ -309,3 +309,15 @@ def test_init_std_sets_the_scale_of_the_new_parts_and_so_of_f_v() -> None:
         norms[std] = (fused.pooled_vision.norm(dim=-1).mean().item(), fused.text[:, 0].norm(dim=-1).mean().item())
     assert norms[0.08][0] > 4 * norms[0.02][0]
     assert norms[0.08][1] == pytest.approx(norms[0.02][1], rel=0.1)
+
+
+def test_init_std_is_derived_from_the_width_unless_given() -> None:
+    """0.02 * sqrt(768 / D) to one significant figure: asap_base's 0.02 and tiny's 0.05, as their YAML stated."""
+    for width, std in [(768, 0.02), (128, 0.05), (64, 0.07)]:
+        model = ModelConfig(image_encoder=ImageEncoderConfig(embed_dim=width))
+        assert model.init_std is None and model.new_parts_std == std
+        assert (
+            ModelConfig(image_encoder=ImageEncoderConfig(embed_dim=width), init_std=0.3).new_parts_std == 0.3
+        )
+    built = build("full").eval()  # the micro model, width 64
+    assert built.box_head[0].weight.std().item() == pytest.approx(0.07, rel=0.05)

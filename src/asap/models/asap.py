@@ -178,7 +178,7 @@ class ASAPModel(nn.Module):
         self.ied_head = mlp_head(D, 2 if loss.ied_form == "official" else 1) if ablation.ied else None
         self.patch_head = patch_classifier(D) if ablation.pmm else None
         for part in self._new_parts():
-            part.apply(partial(init_new_weights, std=model.init_std))
+            part.apply(partial(init_new_weights, std=model.new_parts_std))
         if model.text_encoder.pretrained and load_weights:
             self.text_biased_encoder.load_bert_layers(upper_layers)
         self.fast_paths = FastPaths()  # benchmark-only: each fast path can be switched off to measure it
