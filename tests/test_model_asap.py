@@ -165,7 +165,9 @@ def test_box_samples_choose_which_pairs_the_box_terms_regress(box_samples: str) 
     rows = boxed if box_samples == "boxed" else torch.ones_like(boxed)
     pred, target = out.box_pred[rows], batch["box"][rows]  # (M, 4) cx cy w h
     l1 = (pred - target).abs().sum(dim=1).mean()  # supp. §6.1, mean over those rows
-    giou = generalized_box_iou_loss(box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy"))
+    giou = generalized_box_iou_loss(
+        box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy")
+    )
     torch.testing.assert_close(out.losses["bbox"], l1)
     torch.testing.assert_close(out.losses["giou"], giou.mean())
 
@@ -216,7 +218,9 @@ def test_momentum_encoders_queues_and_distillation() -> None:
         before = model.momentum["alignment"].vision_proj.weight.clone()
         model.momentum.update(model.momentum_pairs())
     torch.testing.assert_close(model.momentum["alignment"].vision_proj.weight, 0.5 * before + 0.5 * online)
-    assert momentum_text_passes(model, batch) == [[False, True, True]]  # caption, explanation: [CLS] rows only
+    assert momentum_text_passes(model, batch) == [
+        [False, True, True]
+    ]  # caption, explanation: [CLS] rows only
     ied_only = build({**conf("ablation", "full"), "explanation": False}, momentum={"enabled": True})
     assert momentum_text_passes(ied_only, batch) == [[False, True]]  # no explanation queue: not encoded
 
@@ -227,11 +231,15 @@ def test_the_momentum_temperature_is_not_averaged() -> None:
     with torch.no_grad():
         model.alignment.temperature.fill_(0.3)
         model.alignment.text_proj.bias.add_(1.0)
-        tau_m, bias_m = model.momentum["alignment"].temperature.clone(), model.momentum["alignment"].text_proj.bias.clone()
+        tau_m, bias_m = (
+            model.momentum["alignment"].temperature.clone(),
+            model.momentum["alignment"].text_proj.bias.clone(),
+        )
     model.momentum.update(model.momentum_pairs())
     torch.testing.assert_close(model.momentum["alignment"].temperature, tau_m)
     torch.testing.assert_close(
-        model.momentum["alignment"].text_proj.bias, 0.5 * bias_m + 0.5 * model.alignment.text_proj.bias.detach()
+        model.momentum["alignment"].text_proj.bias,
+        0.5 * bias_m + 0.5 * model.alignment.text_proj.bias.detach(),
     )
 
 
@@ -306,7 +314,10 @@ def test_init_std_sets_the_scale_of_the_new_parts_and_so_of_f_v() -> None:
         with torch.no_grad():
             texts = encode_texts(model.text_encoder, batch, [])
             fused = model.fuse(model.image_encoder(batch["image"]), texts["text"], [])
-        norms[std] = (fused.pooled_vision.norm(dim=-1).mean().item(), fused.text[:, 0].norm(dim=-1).mean().item())
+        norms[std] = (
+            fused.pooled_vision.norm(dim=-1).mean().item(),
+            fused.text[:, 0].norm(dim=-1).mean().item(),
+        )
     assert norms[0.08][0] > 4 * norms[0.02][0]
     assert norms[0.08][1] == pytest.approx(norms[0.02][1], rel=0.1)
 
