@@ -1,6 +1,6 @@
-"""`make bench`: speed, memory and FLOP use of ASAP, `baseline` against `full` on the same encoders, each fast path
-off and on, training FLOPs at other text lengths, and the data loader against the model; a rich table on screen and
-JSON under logs/bench/.
+"""`make bench`: speed, memory and FLOP use of ASAP, `baseline` against `full` on the same encoders, the user options
+(bf16, torch.compile) and fused attention against their references, training FLOPs at other text lengths, and the
+data loader against the model; a rich table on screen and JSON under logs/bench/.
 
 Everything is built from the Hydra config (conf/train.yaml, as `make train`), on one real batch of the synthetic
 set (generated under the config's data root on first use). Times are medians of interleaved repeats; ratios are
@@ -35,12 +35,11 @@ import torch
 from bench_tools import (
     PeakMemory,
     count_flops,
-    explicit_attention,
+    explicit_attention_models,
     interleaved,
     machine_summary,
     matmul_rate,
     median,
-    model_flag,
     paired_ratio,
     profiled_ranges,
     time_once,
@@ -55,18 +54,16 @@ import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
 from asap.data.image_cache import ImageCache
 from asap.data.text import IGNORE_INDEX
 from asap.losses import LossWeights, total_loss
-from asap.models.asap import AUX_TEXTS, ASAPModel, ASAPOutput, FastPaths, text_pass_groups
+from asap.models.asap import ASAPModel, ASAPOutput
 from asap.models.optim import build_optimizer
+from asap.models.text_encoder import AUX_TEXTS
 from asap.pipeline.common import build_lit_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("model", "terms", "fast", "flops", "data")
 # batch keys (ids, mask) of each text kind (docs/contracts.md)
 TEXT_KEYS = {"text": ("input_ids", "attention_mask"), **{k: (f"{k}_ids", f"{k}_mask") for k in AUX_TEXTS}}
-FAST_PATHS = (
-    "attention", "token_pass", "text_passes", "image_proj", "ied_cls", "caption_cls", "packed_rows",
-    "bf16", "compile",
-)
+FAST_PATHS = ("attention", "bf16", "compile")  # each against its reference: explicit attention, fp32, eager
 FILLER_ID = 1996  # "the" in bert-base-uncased: fills the texts of the flops section's --lengths settings
 TARGETS = {"infer_ratio": 1.05, "train_ratio": 1.35, "data_over_model": 3.0}
 INFER_REPEATS = 3  # inference steps are short: time this many times more of them than training steps
@@ -104,19 +101,18 @@ def token_lengths(batch: dict[str, Any]) -> dict[str, int]:
 
 def real_token_lengths(batch: dict[str, Any]) -> dict[str, float]:
     """Mean number of real (unpadded) tokens of each text kind in `batch`."""
-    return {kind: batch[mask].sum(1).float().mean().item() for kind, (_, mask) in TEXT_KEYS.items() if mask in batch}
+    return {
+        kind: batch[mask].sum(1).float().mean().item()
+        for kind, (_, mask) in TEXT_KEYS.items()
+        if mask in batch
+    }
 
 
-def batch_summary(batch: dict[str, Any], fast_paths: FastPaths) -> dict[str, Any]:
-    """Padded token lengths of the benchmark batch and how the model's `fast_paths` group its E_t passes."""
-    lengths = token_lengths(batch)
+def batch_summary(batch: dict[str, Any]) -> dict[str, Any]:
+    """Padded token lengths of the benchmark batch and its image size."""
     return {
         "size": batch["input_ids"].shape[0],
-        "tokens": lengths,
-        "text_pass_groups": [  # "[CLS]": the pass's last layer computes that kind's [CLS] rows only
-            [kind + (" [CLS]" if kind in fast_paths.cls_only_texts else "") for kind in group]
-            for group in text_pass_groups(list(lengths), fast_paths.text_passes)
-        ],
+        "tokens": token_lengths(batch),
         "image": list(batch["image"].shape[1:]),
     }
 
@@ -181,7 +177,9 @@ class Runner:
             return self.model(self.batch)
 
 
-def build_runner(args: argparse.Namespace, ablation: str, batch: dict[str, Any], device: torch.device) -> Runner:
+def build_runner(
+    args: argparse.Namespace, ablation: str, batch: dict[str, Any], device: torch.device
+) -> Runner:
     cfg = compose_config(args, ablation)
     torch.manual_seed(0)  # the same seed: the same encoder weights for every ablation
     module = build_lit_module(cfg)
@@ -194,9 +192,7 @@ def same_encoders(a: ASAPModel, b: ASAPModel) -> bool:
     return all(
         torch.equal(p, q)
         for name in encoders
-        for p, q in zip(
-            a.get_submodule(name).parameters(), b.get_submodule(name).parameters(), strict=True
-        )
+        for p, q in zip(a.get_submodule(name).parameters(), b.get_submodule(name).parameters(), strict=True)
     )
 
 
@@ -300,59 +296,17 @@ def _step(runner: Runner, mode: str, **kwargs: Any) -> Any:
     return runner.train_step(**kwargs) if mode == "train" else runner.infer_step(**kwargs)
 
 
-def _switched(runner: Runner, switch: Any) -> Any:
-    def run(mode: str) -> Any:
-        with switch():
-            return _step(runner, mode)
-
-    return run
-
-
 def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
-    """Each fast path off (before) and on (after), on the `full` model."""
-    model, default = runner.model, lambda mode: _step(runner, mode)
-    both, train_only = ("train", "infer"), ("train",)
-    switches = {
-        "attention": (
-            "fused attention (vs all explicit)",
-            lambda: explicit_attention(model),
-            both,
-        ),
-        "token_pass": (
-            "token head on E_mm^t (vs HAMMER's extra pass)",
-            lambda: model_flag(model.fast_paths, "hammer_token_pass", True),
-            both,
-        ),
-        "text_passes": (
-            "text, caption, explanation in one E_t pass (vs one pass each)",
-            lambda: model_flag(model.fast_paths, "text_passes", "each"),
-            train_only,
-        ),
-        "image_proj": (
-            "IED shares the image's projections (vs recomputed)",
-            lambda: model_flag(model.fast_paths, "share_image_projections", False),
-            train_only,
-        ),
-        "ied_cls": (
-            "IED's last E_mm^t layer on [CLS] only (vs every token)",
-            lambda: model_flag(model.fast_paths, "ied_cls_only", False),
-            train_only,
-        ),
-        "caption_cls": (
-            "E_t's last layer on the caption's [CLS] only (vs every token)",
-            lambda: model_flag(model.fast_paths, "caption_cls_only", False),
-            train_only,
-        ),
-        "packed_rows": (
-            "E_t and E_mm^t rows on real tokens only (vs padding too)",
-            lambda: model_flag(model.fast_paths, "packed_rows", False),
-            both,
-        ),
-    }
+    """Fused attention, bf16 and torch.compile, each against its reference (before) on the `full` model."""
+    both = ("train", "infer")
     results: dict[str, Any] = {}
-    for key, (label, switch, modes) in switches.items():
-        if key in args.fast_paths:
-            results[key] = {"label": label, **_pair(runner, _switched(runner, switch), default, modes, args)}
+    if "attention" in args.fast_paths:
+        with explicit_attention_models():  # the global switch, read when the model is built
+            explicit = build_runner(args, runner.name, runner.batch, runner.device)
+        results["attention"] = {
+            "label": "fused attention (vs all explicit)",
+            **_pair(runner, lambda mode: _step(explicit, mode), lambda mode: _step(runner, mode), both, args),
+        }
     if "bf16" in args.fast_paths:
         results["bf16"] = {
             "label": "bf16 autocast (vs fp32)",
@@ -436,12 +390,21 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     ratios = results.get("model", {}).get("full_over_baseline")
     if ratios:
-        rows.append(_target("full / baseline inference time", ratios["infer_time"], "<=", TARGETS["infer_ratio"]))
-        rows.append(_target("full / baseline training step", ratios["train_time"], "<=", TARGETS["train_ratio"]))
+        rows.append(
+            _target("full / baseline inference time", ratios["infer_time"], "<=", TARGETS["infer_ratio"])
+        )
+        rows.append(
+            _target("full / baseline training step", ratios["train_time"], "<=", TARGETS["train_ratio"])
+        )
     data = results.get("data", {})
     if "loader_over_model" in data:
         rows.append(
-            _target("data loading / model training rate", data["loader_over_model"], ">=", TARGETS["data_over_model"])
+            _target(
+                "data loading / model training rate",
+                data["loader_over_model"],
+                ">=",
+                TARGETS["data_over_model"],
+            )
         )
     return rows
 
@@ -461,7 +424,7 @@ def print_report(results: dict[str, Any], console: Console) -> None:
     )
     if "batch" in results:
         b = results["batch"]
-        console.print(f"batch: {b['size']} x image {b['image']}, tokens {b['tokens']}, E_t passes {b['text_pass_groups']}")
+        console.print(f"batch: {b['size']} x image {b['image']}, tokens {b['tokens']}")
     if "model" in results:
         console.print(_model_table(results["model"], results["settings"]))
     if "terms" in results:
@@ -485,7 +448,9 @@ def print_report(results: dict[str, Any], console: Console) -> None:
 def _model_table(model: dict[str, Any], settings: dict[str, Any]) -> Table:
     title = f"Model {settings['model']}, batch {settings['batch_size']}, precision {settings['precision']}"
     title += f", momentum {'on' if settings.get('momentum_enabled') else 'off'}"
-    table = Table(title=title, caption="% matmul: achieved FLOP/s over the dense matmul rate; peak (+ over start)")
+    table = Table(
+        title=title, caption="% matmul: achieved FLOP/s over the dense matmul rate; peak (+ over start)"
+    )
     for column in ("", "samples/s", "GFLOP/step", "% matmul", "peak MiB"):
         table.add_column(column, justify="right")
     for name, r in model.items():
@@ -537,7 +502,9 @@ def _flops_table(rows: list[dict[str, Any]]) -> Table:
         lengths = " / ".join(str(row["tokens"].get(k, "-")) for k in TEXT_KEYS)
         if row["real_tokens"] != row["tokens"]:
             lengths += " (" + " / ".join(f"{row['real_tokens'][k]:.1f}" for k in row["real_tokens"]) + ")"
-        table.add_row(lengths, f"{row['baseline']:.3f}", f"{row['full']:.3f}", f"x{row['full_over_baseline']:.2f}")
+        table.add_row(
+            lengths, f"{row['baseline']:.3f}", f"{row['full']:.3f}", f"x{row['full_over_baseline']:.2f}"
+        )
     return table
 
 
@@ -582,12 +549,16 @@ def text_lengths(value: str) -> dict[str, int]:
     except ValueError:
         lengths = []
     if len(lengths) != len(TEXT_KEYS) or min(lengths) < 2:
-        raise argparse.ArgumentTypeError(f"expected three token lengths >= 2, text,caption,explanation; got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected three token lengths >= 2, text,caption,explanation; got {value!r}"
+        )
     return dict(zip(TEXT_KEYS, lengths, strict=True))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="tiny", help="conf/model/<name>.yaml (tiny, asap_base)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -607,7 +578,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="flops section: text,caption,explanation token lengths (every sample that long) to count at, besides "
         "the batch as loaded (default 30,40,64: DGM4-like, explanations at the protocol's 50-word cut)",
     )  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=5, help="timed training steps per variant (inference: 3x)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed training steps per variant (inference: 3x)"
+    )
     parser.add_argument("--fast-repeats", type=int, default=3, help="the same for the fast paths")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--data-batches", type=int, default=20)
@@ -616,7 +589,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="torch threads on a CPU (default 1: steady on a shared machine; 0: torch's default)",
     )  # fmt: skip
     parser.add_argument("--data-root", default=None, help="default: the config's data.root")
-    parser.add_argument("--override", nargs="*", default=[], help="more Hydra overrides, e.g. data.num_workers=2")
+    parser.add_argument(
+        "--override", nargs="*", default=[], help="more Hydra overrides, e.g. data.num_workers=2"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "logs/bench/bench.json")
     args = parser.parse_args(argv)
     args.device = torch.device(args.device)
@@ -641,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     if {"model", "terms", "fast", "flops"} & set(args.sections):
         batch = first_train_batch(compose_config(args, "full"), device)
         runners = {name: build_runner(args, name, batch, device) for name in ("baseline", "full")}
-        results["batch"] = batch_summary(batch, runners["full"].model.fast_paths)
+        results["batch"] = batch_summary(batch)
         results["same_encoders"] = same_encoders(runners["baseline"].model, runners["full"].model)
         results["settings"]["momentum_enabled"] = runners["full"].model.momentum is not None
         if "model" in args.sections:
@@ -662,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rates.append(matmul_rate(device, dtype, size))  # again at the end: the machine may have changed
     machine.update(
-        matmul_tflops=max(rates) / 1e12,  # other load only slows a measurement: the higher one is the machine's
+        matmul_tflops=max(rates)
+        / 1e12,  # other load only slows a measurement: the higher one is the machine's
         matmul_tflops_runs=[r / 1e12 for r in rates],
         matmul_dtype=str(dtype).removeprefix("torch."),
         matmul_size=size,

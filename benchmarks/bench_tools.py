@@ -14,12 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import PreTrainedModel
 
-from asap.models.attention import MultiHeadAttention
+from asap.models.attention import set_fused_attn, use_fused_attn
 
 Step = Callable[[], object]
 
@@ -38,7 +36,9 @@ def time_once(fn: Step, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def interleaved(fns: dict[str, Step], repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
+def interleaved(
+    fns: dict[str, Step], repeats: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
     """Seconds per call of each fn, calling them in turn `repeats` times (after `warmup` calls each).
 
     Interleaving makes the variants share the machine's slow and fast moments (other processes, clocks), so
@@ -141,41 +141,17 @@ def profiled_ranges(fn: Step, device: torch.device, prefix: str = "asap.") -> di
     return ranges
 
 
-# ---------------------------------------------------------------------- fast paths off (the "before" of each)
+# ---------------------------------------------------------------------- references
 @contextlib.contextmanager
-def explicit_attention(model: nn.Module) -> Iterator[None]:
-    """Every attention computed explicitly (scores, softmax, matmul): timm ViT, BERT (eager) and our layers."""
-    timm_blocks = [m for m in model.modules() if hasattr(m, "fused_attn")]
-    ours = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
-    berts = [m for m in model.modules() if isinstance(m, PreTrainedModel)]
-    bert_impls = [b.config._attn_implementation for b in berts]
-    timm_flags = [m.fused_attn for m in timm_blocks]
-    for m in timm_blocks:
-        m.fused_attn = False
-    for m in ours:
-        m.fused = False
-    for b in berts:
-        b.set_attn_implementation("eager")
+def explicit_attention_models() -> Iterator[None]:
+    """Models built within the block compute every attention explicitly (scores, softmax, matmul): timm ViT, BERT
+    (eager) and our layers, by the global switch `asap.models.attention.set_fused_attn`."""
+    fused = use_fused_attn()
+    set_fused_attn(False)
     try:
         yield
     finally:
-        for m, flag in zip(timm_blocks, timm_flags, strict=True):
-            m.fused_attn = flag
-        for m in ours:
-            m.fused = True
-        for b, impl in zip(berts, bert_impls, strict=True):
-            b.set_attn_implementation(impl)
-
-
-@contextlib.contextmanager
-def model_flag(fast_paths: object, name: str, value: object) -> Iterator[None]:
-    """Set one switch of `ASAPModel.fast_paths` (`hammer_token_pass`, `text_passes`, ...) for the block."""
-    old = getattr(fast_paths, name)
-    setattr(fast_paths, name, value)
-    try:
-        yield
-    finally:
-        setattr(fast_paths, name, old)
+        set_fused_attn(fused)
 
 
 def machine_summary(device: torch.device) -> dict[str, object]:

@@ -15,7 +15,7 @@ from asap.errors import ConfigError
 from asap.models import ASAPModel
 from asap.models.alignment import ContrastiveProjection
 from asap.models.asap import encode_texts
-from asap.models.config import ASAPConfig
+from asap.models.config import ASAPConfig, ImageEncoderConfig, ModelConfig
 from test_model_factory import ABLATIONS, conf, make_batch, micro_model
 
 DGM_TERMS = {"bic", "mlc", "bbox", "giou", "tmg"}
@@ -166,7 +166,9 @@ def test_box_samples_choose_which_pairs_the_box_terms_regress(box_samples: str) 
     rows = boxed if box_samples == "boxed" else torch.ones_like(boxed)
     pred, target = out.box_pred[rows], batch["box"][rows]  # (M, 4) cx cy w h
     l1 = (pred - target).abs().sum(dim=1).mean()  # supp. §6.1, mean over those rows
-    giou = generalized_box_iou_loss(box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy"))
+    giou = generalized_box_iou_loss(
+        box_convert(pred, "cxcywh", "xyxy"), box_convert(target, "cxcywh", "xyxy")
+    )
     torch.testing.assert_close(out.losses["bbox"], l1)
     torch.testing.assert_close(out.losses["giou"], giou.mean())
 
@@ -217,7 +219,9 @@ def test_momentum_encoders_queues_and_distillation() -> None:
         before = model.momentum["alignment"].vision_proj.weight.clone()
         model.momentum.update(model.momentum_pairs())
     torch.testing.assert_close(model.momentum["alignment"].vision_proj.weight, 0.5 * before + 0.5 * online)
-    assert momentum_text_passes(model, batch) == [[False, True, True]]  # caption, explanation: [CLS] rows only
+    assert momentum_text_passes(model, batch) == [
+        [False, True, True]
+    ]  # caption, explanation: [CLS] rows only
     ied_only = build({**conf("ablation", "full"), "explanation": False}, momentum={"enabled": True})
     assert momentum_text_passes(ied_only, batch) == [[False, True]]  # no explanation queue: not encoded
 
@@ -228,11 +232,15 @@ def test_the_momentum_temperature_is_not_averaged() -> None:
     with torch.no_grad():
         model.alignment.temperature.fill_(0.3)
         model.alignment.text_proj.bias.add_(1.0)
-        tau_m, bias_m = model.momentum["alignment"].temperature.clone(), model.momentum["alignment"].text_proj.bias.clone()
+        tau_m, bias_m = (
+            model.momentum["alignment"].temperature.clone(),
+            model.momentum["alignment"].text_proj.bias.clone(),
+        )
     model.momentum.update(model.momentum_pairs())
     torch.testing.assert_close(model.momentum["alignment"].temperature, tau_m)
     torch.testing.assert_close(
-        model.momentum["alignment"].text_proj.bias, 0.5 * bias_m + 0.5 * model.alignment.text_proj.bias.detach()
+        model.momentum["alignment"].text_proj.bias,
+        0.5 * bias_m + 0.5 * model.alignment.text_proj.bias.detach(),
     )
 
 
@@ -307,6 +315,21 @@ def test_init_std_sets_the_scale_of_the_new_parts_and_so_of_f_v() -> None:
         with torch.no_grad():
             texts = encode_texts(model.text_encoder, batch, [])
             fused = model.fuse(model.image_encoder(batch["image"]), texts["text"], [])
-        norms[std] = (fused.pooled_vision.norm(dim=-1).mean().item(), fused.text[:, 0].norm(dim=-1).mean().item())
+        norms[std] = (
+            fused.pooled_vision.norm(dim=-1).mean().item(),
+            fused.text[:, 0].norm(dim=-1).mean().item(),
+        )
     assert norms[0.08][0] > 4 * norms[0.02][0]
     assert norms[0.08][1] == pytest.approx(norms[0.02][1], rel=0.1)
+
+
+def test_init_std_is_derived_from_the_width_unless_given() -> None:
+    """0.02 * sqrt(768 / D) to one significant figure: asap_base's 0.02 and tiny's 0.05, as their YAML stated."""
+    for width, std in [(768, 0.02), (128, 0.05), (64, 0.07)]:
+        model = ModelConfig(image_encoder=ImageEncoderConfig(embed_dim=width))
+        assert model.init_std is None and model.new_parts_std == std
+        assert (
+            ModelConfig(image_encoder=ImageEncoderConfig(embed_dim=width), init_std=0.3).new_parts_std == 0.3
+        )
+    built = build("full").eval()  # the micro model, width 64
+    assert built.box_head[0].weight.std().item() == pytest.approx(0.07, rel=0.05)

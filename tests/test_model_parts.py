@@ -49,7 +49,12 @@ def test_text_encoder_ignores_padding_and_keeps_its_lower_layers() -> None:
     ids2 = ids.clone()
     ids2[1, 4:] = 7  # change only padded ids
     torch.testing.assert_close(out[1, :4], encoder([(ids2, Packing.of(mask))])[0][1, :4])
-    torch.testing.assert_close(encoder.bert_forward(ids2, mask)[1, :4], out[1, :4], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        encoder.bert(input_ids=ids2, attention_mask=mask).last_hidden_state[1, :4],
+        out[1, :4],
+        atol=1e-5,
+        rtol=1e-4,
+    )
     assert out.shape == (2, 6, 32) and out[1, 4:].abs().max() == 0  # padding rows are not computed
 
 
@@ -159,7 +164,11 @@ def test_configs_of_the_repository_validate() -> None:
         ("ablation", {"modality": "audio"}, "ablation.modality must be one of"),
         ("ablation", {"captions": True}, r"unknown key\(s\) \['captions'\] in `ablation`"),
         ("model", {"image_encoder": {"stem": "resnet"}}, "image_encoder.stem must be one of"),
-        ("model", {"image_encoder": {"pos_embed_init": "zeros"}}, "image_encoder.pos_embed_init must be one of"),
+        (
+            "model",
+            {"image_encoder": {"pos_embed_init": "zeros"}},
+            "image_encoder.pos_embed_init must be one of",
+        ),
         ("loss", {"mgca": {"form": "other"}}, "loss.mgca.form must be one of"),
         ("loss", {"mgca": {"layers": [5]}}, "is not one of the 2 fusion layers"),
         ("loss", {"betta": 1.0}, r"unknown key\(s\) \['betta'\] in `loss`"),

@@ -188,7 +188,7 @@ def last_layer_scores(model: ASAPModel, batch: dict) -> Tensor:
     """output_pos.cross_attentions of the last fusion layer, head mean: (B, L, 1+N), every row computed."""
     image_embeds = model.image_encoder(batch["image"])
     mask = batch["attention_mask"]
-    text = model.text_encoder.bert_forward(batch["input_ids"], mask)
+    text = model.text_encoder.bert(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state
     _, maps = model.text_biased_encoder(text, Packing.of(mask, packed=False), image_embeds, [-1])
     return maps[0].scores
 

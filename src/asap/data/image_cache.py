@@ -2,7 +2,7 @@
 
 The protocol resizes every image to S x S (bicubic, aspect ratio not kept) before anything random happens to it
 except the horizontal flip, and PIL's bicubic resize commutes exactly with a horizontal flip (checked bit for bit
-in tests/test_fast_paths.py). So serving the cached S x S image to the unchanged transform (flip -> resize, a no-op
+in tests/test_equivalence.py). So serving the cached S x S image to the unchanged transform (flip -> resize, a no-op
 at S x S -> RandAugment -> normalise) gives the same tensors for the same random draws; the box is resized to the
 S x S canvas first. An entry is keyed by the source's resolved path, size and modification time, under a folder
 per image size: a changed source file or another image size misses the cache and is decoded again. Old entries are

@@ -6,7 +6,9 @@ code applies every sample's manipulated-token columns to the whole batch: not re
 Eq. 9: L_MGCA = -(1/|A|) sum_{i,j} G(i, j) log A(i, j), |A| = number of (valid) elements.
 
 Layout: rows are the text tokens without [CLS] (as `token_labels`), columns the N image patches without the
-image [CLS]; the caller drops both before calling. Padding tokens are excluded from the sum and from |A|.
+image [CLS]; the caller drops both before calling (`asap.models.attention.tokens_to_patches`, beside eq. 7's map;
+`asap.models.objective.mgca_term` picks the form and averages over the MGCA layers). Padding tokens are excluded
+from the sum and from |A|.
 """
 
 from __future__ import annotations

@@ -4,11 +4,9 @@ from typing import Any
 
 from asap.models.albef import load_albef_checkpoint
 from asap.models.asap import ASAPModel, ASAPOutput
-from asap.models.checkpoint import CheckpointError
 from asap.models.config import (
     AblationConfig,
     ASAPConfig,
-    ConfigError,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -20,8 +18,6 @@ __all__ = [
     "ASAPModel",
     "ASAPOutput",
     "AblationConfig",
-    "CheckpointError",
-    "ConfigError",
     "LossConfig",
     "ModelConfig",
     "OptimConfig",

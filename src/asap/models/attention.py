@@ -1,14 +1,16 @@
-"""Multi-head attention with an optional explicit attention map (ASAP eq. 7).
+"""Multi-head attention with an optional explicit attention map (ASAP eq. 7), and the map's MGCA layout.
 
 Fused `scaled_dot_product_attention` by default; when the map is asked for (MGCA, visualisation) the scores and
 the softmax are computed explicitly, A = softmax(W_q x (W_k y)^T / sqrt(h)), and returned averaged over heads.
-`fused = False` on a module forces the explicit path without returning a map (benchmarks/bench.py measures
-the fused path against it; not a user option).
+Which path runs otherwise is chosen once, globally, as timm's `use_fused_attn`: the environment variable
+`ASAP_FUSED_ATTN` (0 = explicit everywhere; default 1) or `set_fused_attn` before a model is built, read by each
+attention module (ours, the timm ViT's, BERT's implementation) at construction.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +19,19 @@ from torch import Tensor, nn
 
 from asap.models.packing import Packing
 
+_USE_FUSED_ATTN = os.environ.get("ASAP_FUSED_ATTN", "1") != "0"
+
+
+def use_fused_attn() -> bool:
+    """Whether attention modules built from now on use fused SDPA where no map is asked for (default True)."""
+    return _USE_FUSED_ATTN
+
+
+def set_fused_attn(enable: bool = True) -> None:
+    """Fused (True) or explicit (False) attention for the models built after this call (benchmarks, debugging)."""
+    global _USE_FUSED_ATTN
+    _USE_FUSED_ATTN = enable
+
 
 @dataclass
 class AttentionMap:
@@ -24,6 +39,17 @@ class AttentionMap:
 
     probs: Tensor
     scores: Tensor
+
+
+def tokens_to_patches(attention: Tensor, text_len: int) -> Tensor:
+    """(B, L', 1+N) map over the fused rows -> (B, text_len-1, N): drop [CLS] row, image [CLS] column, padding."""
+    return attention[:, 1:text_len, 1:]
+
+
+def mean_text_to_image_attention(probs: list[Tensor], text_len: int) -> Tensor:
+    """Eq. 7 averaged over the MGCA layers: post-softmax maps (B, L', 1+N) -> (B, L-1, N), the layout of
+    `token_labels` x `patch_labels` (word tokens without [CLS], image patches without the image [CLS])."""
+    return torch.stack([tokens_to_patches(p, text_len) for p in probs]).mean(dim=0)
 
 
 def padding_bias(key_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -49,7 +75,7 @@ class MultiHeadAttention(nn.Module):
         self.key = nn.Linear(context_dim, dim)
         self.value = nn.Linear(context_dim, dim)
         self.output = nn.Linear(dim, dim)
-        self.fused = True  # benchmark switch: False computes every attention explicitly
+        self.fused_attn = use_fused_attn()  # False: every attention explicit (timm's `fused_attn`)
 
     def _heads(self, x: Tensor) -> Tensor:
         B, L, _ = x.shape
@@ -94,7 +120,7 @@ class MultiHeadAttention(nn.Module):
         bias = padding_bias(key_mask, q.dtype)  # (B, 1, 1, Lk) or None
         p = self.dropout if self.training else 0.0
         attention = None
-        if return_map or not self.fused:
+        if return_map or not self.fused_attn:
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, Lq, Lk)
             probs = (scores if bias is None else scores + bias).softmax(dim=-1)  # eq. 7
             out = F.dropout(probs, p, self.training) @ v  # (B, H, Lq, d)

@@ -7,6 +7,7 @@ rejects unknown keys and bad choices with one clear `ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -89,10 +90,9 @@ class ModelConfig:
     # ASAP's Multilmodelattention)
     vision_block: str = "hammer"
     dropout: float = 0.1  # before the token detector (HAMMER)
-    # std of the truncated-normal init of the parts ASAP adds (multimodal encoders, heads, projections): HAMMER's
-    # 0.02 is tuned for width 768; at width 128 it leaves F_v (the pooled vision-biased feature) 23x smaller than
-    # F_t in M_it = delta F_v + F_t (width 768: 7x). Width-scaled, 0.02 * sqrt(768 / D), is closer to the base.
-    init_std: float = 0.02
+    # std of the truncated-normal init of the parts ASAP adds (multimodal encoders, heads, projections); null:
+    # derived from the width (`new_parts_std`); a number overrides it
+    init_std: float | None = None
     momentum: MomentumConfig = field(default_factory=MomentumConfig)
     # ALBEF_4M.pth / ALBEF.pth to start from (null: none); recorded in the run's hyper-parameters
     albef_checkpoint: str | None = None
@@ -102,6 +102,16 @@ class ModelConfig:
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def new_parts_std(self) -> float:
+        """`init_std`, or by default HAMMER's 0.02 for width 768 scaled to the width D, 0.02 * sqrt(768 / D), rounded
+        to one significant figure: 0.02 at 768 (asap_base, HAMMER), 0.05 at 128 (tiny), the values the model
+        configs used to state. At width 128 HAMMER's 0.02 leaves F_v (the pooled vision-biased feature) 23x smaller
+        than F_t in M_it = delta F_v + F_t (width 768: 7x)."""
+        if self.init_std is not None:
+            return self.init_std
+        return float(f"{0.02 * math.sqrt(768 / self.image_encoder.embed_dim):.0e}")
 
     @property
     def text_width(self) -> int:

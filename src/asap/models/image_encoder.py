@@ -10,7 +10,9 @@ import torch
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed
 from torch import Tensor, nn
 
-from asap.models.config import ConfigError, ImageEncoderConfig
+from asap.errors import ConfigError
+from asap.models.attention import use_fused_attn
+from asap.models.config import ImageEncoderConfig
 
 
 class ImageEncoder(nn.Module):
@@ -82,6 +84,9 @@ def build_image_encoder(
         raise ConfigError(
             f"model.image_encoder.name {cfg.name!r} has no class token (i_cls); use a ViT that has one"
         )
+    for module in vit.modules():  # timm's attention blocks follow our global choice, not TIMM_FUSED_ATTN
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = use_fused_attn()
     if cfg.pos_embed_init == "sincos" and not pretrained:
         with torch.no_grad():
             vit.pos_embed.copy_(sincos_pos_embed(vit.patch_embed.grid_size, cfg.embed_dim))

@@ -17,12 +17,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from asap.data.records import fake_cls_of
+from asap.errors import ConfigError
 from asap.losses import total_loss
 from asap.metrics import DGM4Metrics
 from asap.models.albef import load_albef_checkpoint
 from asap.models.asap import ASAPModel, ASAPOutput
 from asap.models.checkpoint import CheckpointError, read_checkpoint
-from asap.models.config import ASAPConfig, ConfigError
+from asap.models.config import ASAPConfig
 from asap.models.optim import (
     build_optimizer,
     official_param_groups,

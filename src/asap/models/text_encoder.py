@@ -5,12 +5,15 @@ text-biased multimodal encoder (`asap.models.text_biased_encoder`). Text, captio
 its forward runs them in one pass: their token rows go through each layer's projections and feed-forward block
 together, each text's attention runs at its own length (`asap.models.packing`: real tokens only, or every position).
 Where only the [CLS] row is read (the caption: c_cls of eq. 1), the last layer computes that row alone: the same
-value, less work (all tokens are still its keys).
+value, less work (all tokens are still its keys). tests/test_equivalence.py checks every row against BERT's own
+forward. BERT's attention function follows the global fused-attention choice (`asap.models.attention`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,11 +21,24 @@ from transformers import BertConfig, BertModel
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.bert.modeling_bert import BertLayer, eager_attention_forward
 
-from asap.models.attention import padding_bias
-from asap.models.config import ConfigError, TextEncoderConfig
+from asap.errors import ConfigError
+from asap.models.attention import padding_bias, use_fused_attn
+from asap.models.config import TextEncoderConfig
 from asap.models.packing import Packing
 
 TextBatch = tuple[Tensor, Packing]  # ids (B, L) and their Packing (attention mask, rows computed)
+AUX_TEXTS = ("caption", "explanation")
+
+
+@dataclass
+class EncodedText:
+    embeds: Tensor  # (B, L, D) E_t output; (B, 1, D) for a text read at [CLS] only
+    packing: Packing  # the rows E_t computed, reused by E_mm^t
+
+    @property
+    def mask(self) -> Tensor:
+        """(B, L) 1 = token."""
+        return self.packing.key_mask
 
 
 class TextEncoder(nn.Module):
@@ -49,12 +65,38 @@ class TextEncoder(nn.Module):
         rows = bert_layer_rows(last, rows, packings, cls_only)
         return [
             part[:, None] if c else p.pad(part)  # (B, 1, D) or (B, L, D)
-            for p, c, part in zip(packings, cls_only, rows.split(output_sizes(packings, cls_only)), strict=True)
+            for p, c, part in zip(
+                packings, cls_only, rows.split(output_sizes(packings, cls_only)), strict=True
+            )
         ]
 
-    def bert_forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """BERT's own forward: ids (B, L), mask (B, L) -> (B, L, D), every position computed (the reference)."""
-        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+def encode_texts(
+    encoder: TextEncoder,
+    batch: Mapping[str, Any],
+    kinds: Sequence[str],
+    cls_only: Collection[str] = ("caption",),
+    packed: bool = True,
+) -> dict[str, EncodedText]:
+    """{"text": ..., kind: ...}: the text and the auxiliary `kinds` through E_t in one pass, each at its own length.
+
+    cls_only: the kinds read at [CLS] only (eq. 1 reads c_cls alone): E_t's last layer computes that row, (B, 1, D).
+    packed: each text's `Packing` (kept in `EncodedText`, reused by E_mm^t) is its real tokens only, so the
+    projections and feed-forward blocks skip padding (padding rows zero); False computes the padding rows too
+    (`loss.defects.mgca_padding`: their scores enter MGCA). Padding positions get id 0 and mask 0 (masked out
+    everywhere, so their id does not matter).
+    """
+    ids = {"text": (batch["input_ids"], batch["attention_mask"])}  # (B, L) each
+    for kind in kinds:
+        if f"{kind}_ids" not in batch:
+            raise ConfigError(
+                f"the ablation uses {kind}s but the batch has no `{kind}_ids`: load them in the data config "
+                f"(data.load_{kind}) or switch ablation.{kind} off"
+            )
+        ids[kind] = (batch[f"{kind}_ids"], batch[f"{kind}_mask"])
+    packings = {kind: Packing.of(mask, packed) for kind, (_, mask) in ids.items()}
+    outputs = encoder([(ids[kind][0], packings[kind]) for kind in ids], [kind in cls_only for kind in ids])
+    return {kind: EncodedText(embeds, packings[kind]) for kind, embeds in zip(ids, outputs, strict=True)}
 
 
 def bert_layer_rows(
@@ -77,7 +119,9 @@ def bert_layer_rows(
         residual = _cat([part[p.cls_rows] if c else part for p, c, part in parts])
     keys, values = attention.key(rows).split(sizes), attention.value(rows).split(sizes)  # (T_p, D) each
     queries = attention.query(residual).split(output_sizes(packings, cls_only))
-    attend = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager_attention_forward)
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(
+        attention.config._attn_implementation, eager_attention_forward
+    )
     contexts = []
     for p, c, key, value, query in zip(packings, cls_only, keys, values, queries, strict=True):
         B, L = p.batch, p.length
@@ -109,9 +153,11 @@ def _cat(parts: list[Tensor]) -> Tensor:
 
 
 def bert_config(cfg: TextEncoderConfig) -> BertConfig:
-    """The BertConfig of the whole BERT (text + fusion layers) from the `bert` keyword arguments."""
+    """The BertConfig of the whole BERT (text + fusion layers) from the `bert` keyword arguments; its attention
+    function sdpa or eager as `use_fused_attn()` says (unless `bert` names one)."""
+    attention = "sdpa" if use_fused_attn() else "eager"
     try:
-        return BertConfig(**cfg.bert)
+        return BertConfig(**{"attn_implementation": attention, **cfg.bert})
     except TypeError as err:
         raise ConfigError(f"model.text_encoder.bert: {err}") from err
 

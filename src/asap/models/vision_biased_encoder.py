@@ -37,6 +37,7 @@ class VisionBiasedEncoder(nn.Module):
         self.aggregator_norm = nn.LayerNorm(dim)
         self.aggregator_query = nn.Parameter(torch.zeros(1, 1, dim))
         self.aggregator = MultiHeadAttention(dim, num_heads)
+        # HAMMER's cls_token_local init, not `model.init_std`: tiny's 0.05 would change its trained numbers
         nn.init.trunc_normal_(self.aggregator_query, std=0.02)
 
     def image_queries(self, image: Tensor) -> Tensor:

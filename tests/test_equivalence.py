@@ -1,27 +1,36 @@
-"""The fast paths give what the slow paths give: fused attention, one fusion pass for the token head, one E_t
-pass for every text, shared image projections, [CLS]-only last layers, packed rows, bf16 autocast and
-torch.compile (within stated tolerances), and the pre-resized image cache."""
+"""The model's one implementation gives what the plain references give, losses and gradients included: fused
+attention against explicit, the token head on E_mm^t's output against HAMMER's extra pass, one E_t pass for every
+text against one pass each, shared image projections, [CLS]-only last layers and packed rows against every row;
+bf16 autocast and torch.compile (within stated tolerances); and the pre-resized image cache.
+
+The references are written here, small and plain, and substituted for the model's own step (monkeypatch) where a
+whole forward is compared: they are no option of the model."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+import asap.models.asap as asap_module
 from asap.data import DGM4DataModule
 from asap.data.image_cache import ImageCache, resize_image
-from asap.models.asap import ASAPOutput, FastPaths, encode_texts, text_pass_groups
-from asap.models.attention import MultiHeadAttention
+from asap.models.asap import ASAPModel, ASAPOutput
+from asap.models.attention import set_fused_attn, use_fused_attn
 from asap.models.packing import Packing
+from asap.models.text_encoder import EncodedText, TextEncoder, encode_texts
 from test_model_asap import build
 from test_model_factory import conf, make_batch, micro_model
 
@@ -48,15 +57,109 @@ def assert_same_outputs(a: ASAPOutput, b: ASAPOutput, batch: dict, atol: float =
     torch.testing.assert_close(a.token_logits[words], b.token_logits[words], atol=atol, rtol=1e-4)
 
 
+# ---------------------------------------------------------------------- the references
+def bert_forward(encoder: TextEncoder, ids: Tensor, mask: Tensor) -> Tensor:
+    """BERT's own forward: ids (B, L), mask (B, L) -> (B, L, D), every position computed."""
+    return encoder.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+def hammer_token_text(model: ASAPModel, batch: dict) -> Tensor:
+    """HAMMER's token grounding input: E_t (BERT's forward) and E_mm^t run again from the ids, every row -> (B, L, D)."""
+    mask = batch["attention_mask"]
+    text = bert_forward(model.text_encoder, batch["input_ids"], mask)  # (B, L, D)
+    image = model.image_encoder(batch["image"])  # (B, 1+N, D)
+    return model.text_biased_encoder(text, Packing.of(mask, packed=False), image)[0]
+
+
+def encode_each(
+    encoder: TextEncoder,
+    batch: dict,
+    kinds: Sequence[str],
+    cls_only: Collection[str] = ("caption",),
+    packed: bool = True,
+) -> dict[str, EncodedText]:
+    """`encode_texts` with one E_t pass per text."""
+    encoded = {}
+    for kind in ["text", *kinds]:
+        ids, mask = ("input_ids", "attention_mask") if kind == "text" else (f"{kind}_ids", f"{kind}_mask")
+        packing = Packing.of(batch[mask], packed)
+        (embeds,) = encoder([(batch[ids], packing)], [kind in cls_only])
+        encoded[kind] = EncodedText(embeds, packing)
+    return encoded
+
+
+@contextlib.contextmanager
+def substituted(target: Any, name: str, value: Any) -> Iterator[None]:
+    """`target.name` is `value` within the block."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(target, name, value)
+        yield
+
+
+def one_pass_each(model: ASAPModel) -> contextlib.AbstractContextManager:
+    return substituted(asap_module, "encode_texts", encode_each)
+
+
+def unshared_projections(model: ASAPModel) -> contextlib.AbstractContextManager:
+    return substituted(model, "shared_image", lambda image: None)  # each pass projects the image itself
+
+
+def every_explanation_row(model: ASAPModel) -> contextlib.AbstractContextManager:
+    fuse = model.fuse  # IED reads t_cls^t, row 0 of every row
+    return substituted(model, "fuse", lambda *args, cls_only=False, **kwargs: fuse(*args, **kwargs))
+
+
+def every_caption_row(model: ASAPModel) -> contextlib.AbstractContextManager:
+    return substituted(
+        asap_module, "encode_texts", lambda *args, **kwargs: encode_texts(*args, **kwargs, cls_only=())
+    )
+
+
+def padding_rows(model: ASAPModel) -> contextlib.AbstractContextManager:
+    return substituted(model, "pad_rows", True)  # as with loss.defects.mgca_padding
+
+
+def assert_reference_is_exact(
+    model: nn.Module,
+    batch: dict,
+    reference: Callable[[ASAPModel], contextlib.AbstractContextManager],
+    parameter: torch.Tensor,
+    terms: list[str] | None = None,
+) -> None:
+    """The model as it is, then with `reference` substituted: the same losses (all, or `terms`) and the same
+    non-zero gradient of `parameter` from their sum (eval mode: no dropout draws to differ)."""
+    results = []
+    for context in (contextlib.nullcontext(), reference(model)):
+        model.zero_grad()
+        with context:
+            losses = model(batch, compute_losses=True).losses
+        losses = {k: v for k, v in losses.items() if terms is None or k in terms}
+        sum(losses.values()).backward()
+        results.append(({k: v.detach() for k, v in losses.items()}, parameter.grad.clone()))
+    (fast, fast_grad), (slow, slow_grad) = results
+    assert fast.keys() == slow.keys() and fast
+    for name, value in fast.items():
+        torch.testing.assert_close(value, slow[name], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fast_grad, slow_grad, atol=1e-6, rtol=1e-4)
+    assert fast_grad.abs().sum() > 0
+
+
 # ---------------------------------------------------------------------- model
 def test_fused_attention_equals_the_explicit_path_in_the_whole_model() -> None:
+    """`set_fused_attn(False)` before building: every attention explicit (ours, timm's ViT, BERT eager)."""
+    assert use_fused_attn()  # the default (ASAP_FUSED_ATTN unset)
     model, batch = build("full").eval(), make_batch(B=4, L=10)
+    set_fused_attn(False)
+    try:
+        explicit_model = build("full").eval()  # the same seed: the same weights
+    finally:
+        set_fused_attn(True)
+    flags = [m.fused_attn for m in explicit_model.modules() if hasattr(m, "fused_attn")]
+    assert len(flags) > 4 and not any(flags)  # ours and timm's blocks
+    assert explicit_model.text_encoder.bert.config._attn_implementation == "eager"
+    assert model.text_encoder.bert.config._attn_implementation == "sdpa"
     with torch.no_grad():
-        fused = model(batch, compute_losses=True)
-        for module in model.modules():
-            if isinstance(module, MultiHeadAttention):
-                module.fused = False
-        explicit = model(batch, compute_losses=True)
+        fused, explicit = model(batch, compute_losses=True), explicit_model(batch, compute_losses=True)
     assert_same_outputs(fused, explicit, batch)
     for name, value in fused.losses.items():
         torch.testing.assert_close(value, explicit.losses[name], atol=1e-5, rtol=1e-4)
@@ -67,21 +170,16 @@ def test_token_head_reads_the_fusion_output_once_and_matches_hammers_extra_pass(
     calls = []
     model.text_biased_encoder.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
-        once = model(batch)
-        assert len(calls) == 1
-        model.fast_paths.hammer_token_pass = True
-        twice = model(batch)
-    assert len(calls) == 3  # HAMMER's way: one more E_t + E_mm^t pass for the token head
-    assert_same_outputs(once, twice, batch)
+        out = model(batch)
+        assert len(calls) == 1  # HAMMER's way runs E_t + E_mm^t once more for the token head
+        reference = model.token_head(hammer_token_text(model, batch)[:, 1:])  # (B, L-1, 2)
+    words = batch["attention_mask"][:, 1:].bool()
+    torch.testing.assert_close(out.token_logits[words], reference[words], atol=1e-5, rtol=1e-4)
 
 
 def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
     """Text, caption and explanation in one E_t pass: each text's rows as BERT's own forward gives them (its
     [CLS] row alone for a [CLS]-only text), the work of the separate passes, one projection call per layer."""
-    assert text_pass_groups(["text", "caption"]) == [["text", "caption"]]
-    assert text_pass_groups(["text", "caption"], "each") == [["text"], ["caption"]]
-    with pytest.raises(ValueError, match="text passes must be one of"):
-        text_pass_groups(["text"], "length")
     model = build("full").eval()
     batch = make_batch(B=4, L=8, aux_len={"caption": 9, "explanation": 20})
     batch["explanation_mask"][2, 11:] = 0
@@ -95,7 +193,7 @@ def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
         for packed in (True, False):
             joint = encoder([(ids, Packing.of(mask, packed)) for ids, mask in texts], [False, True, False])
             for (ids, mask), got, cls_only in zip(texts, joint, [False, True, False], strict=True):
-                reference = encoder.bert_forward(ids, mask)  # (B, L, D)
+                reference = bert_forward(encoder, ids, mask)  # (B, L, D)
                 real = mask.bool()
                 if cls_only:
                     assert got.shape == (4, 1, encoder.width)
@@ -105,44 +203,23 @@ def test_one_joint_text_pass_gives_each_texts_own_encoding_and_losses() -> None:
                     torch.testing.assert_close(got[real], reference[real], atol=1e-5, rtol=1e-4)
         key_calls.clear()
         with FlopCounterMode(display=False) as joint_count:
-            encoded = {"joint": encode_texts(encoder, batch, kinds, FastPaths(text_passes="joint"))}
-        assert len(key_calls) == 1  # one pass: the layer's projections run once on the rows of all three texts
+            encoded = {"joint": encode_texts(encoder, batch, kinds)}
+        assert (
+            len(key_calls) == 1
+        )  # one pass: the layer's projections run once on the rows of all three texts
         with FlopCounterMode(display=False) as each_count:
-            encoded["each"] = encode_texts(encoder, batch, kinds, FastPaths(text_passes="each"))
+            encoded["each"] = encode_each(encoder, batch, kinds)
         assert len(key_calls) == 4
-        assert joint_count.get_total_flops() == each_count.get_total_flops()  # attention at each text's own length
+        assert (
+            joint_count.get_total_flops() == each_count.get_total_flops()
+        )  # attention at each text's own length
         for kind in ["text", *kinds]:
             reference, got = encoded["each"][kind], encoded["joint"][kind]
             assert got.embeds.shape == reference.embeds.shape and torch.equal(got.mask, reference.mask)
             real = reference.mask.bool()[:, : got.embeds.shape[1]]  # real tokens (the caption: its [CLS] row)
             torch.testing.assert_close(got.embeds[real], reference.embeds[real], atol=1e-5, rtol=1e-4)
     embeddings = encoder.bert.embeddings.word_embeddings.weight
-    assert_fast_path_is_exact(model, batch, "text_passes", embeddings, values=("joint", "each"))
-
-
-def assert_fast_path_is_exact(
-    model: nn.Module,
-    batch: dict,
-    switch: str,
-    parameter: torch.Tensor,
-    terms: list[str] | None = None,
-    values: tuple = (True, False),
-) -> None:
-    """Fast path `switch` on, then off (`values`): the same losses (all, or `terms`) and the same non-zero gradient
-    of `parameter` from their sum (eval mode: no dropout draws to differ)."""
-    results = []
-    for value in values:
-        setattr(model.fast_paths, switch, value)
-        model.zero_grad()
-        losses = {k: v for k, v in model(batch, compute_losses=True).losses.items() if terms is None or k in terms}
-        sum(losses.values()).backward()
-        results.append(({k: v.detach() for k, v in losses.items()}, parameter.grad.clone()))
-    (fast, fast_grad), (slow, slow_grad) = results
-    assert fast.keys() == slow.keys() and fast
-    for name, value in fast.items():
-        torch.testing.assert_close(value, slow[name], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(fast_grad, slow_grad, atol=1e-6, rtol=1e-4)
-    assert fast_grad.abs().sum() > 0
+    assert_reference_is_exact(model, batch, one_pass_each, embeddings)
 
 
 def test_shared_image_projections_give_the_same_losses_and_gradients() -> None:
@@ -154,13 +231,13 @@ def test_shared_image_projections_give_the_same_losses_and_gradients() -> None:
     with torch.no_grad():
         model(batch, compute_losses=True)
         assert len(calls) == 1
-        model.fast_paths.share_image_projections = False
-        model(batch, compute_losses=True)
+        with unshared_projections(model):
+            model(batch, compute_losses=True)
         assert len(calls) == 3
     key = model.text_biased_encoder.layers[0].cross_attention.key.weight
-    assert_fast_path_is_exact(model, batch, "share_image_projections", key)
+    assert_reference_is_exact(model, batch, unshared_projections, key)
     query = model.vision_biased_encoder.cross_attention.query.weight
-    assert_fast_path_is_exact(model, batch, "share_image_projections", query, terms=["ied"])
+    assert_reference_is_exact(model, batch, unshared_projections, query, terms=["ied"])
 
 
 def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
@@ -176,7 +253,7 @@ def test_ied_pass_computes_only_the_cls_row_of_the_last_fusion_layer() -> None:
     assert every_row.shape == (4, 7, text.shape[-1]) and cls_row.shape == (4, 1, text.shape[-1])
     torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
     ffn = model.text_biased_encoder.layers[-1].ffn[0].weight  # its gradient from IED comes from the [CLS] row
-    assert_fast_path_is_exact(model, batch, "ied_cls_only", ffn, terms=["ied"])
+    assert_reference_is_exact(model, batch, every_explanation_row, ffn, terms=["ied"])
 
 
 def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
@@ -185,14 +262,17 @@ def test_caption_pass_computes_only_the_cls_row_of_e_ts_last_layer() -> None:
     ids, mask = batch["caption_ids"], batch["caption_mask"].clone()
     mask[1, 4:] = 0  # padding is still masked as a key
     with torch.no_grad():
-        every_row = model.text_encoder.bert_forward(ids, mask)
+        every_row = bert_forward(model.text_encoder, ids, mask)
         (cls_row,) = model.text_encoder([(ids, Packing.of(mask))], cls_only=[True])
-    assert every_row.shape == (4, 9, model.text_encoder.width) and cls_row.shape == (4, 1, model.text_encoder.width)
-    torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
-    assert FastPaths().cls_only_texts == ("caption",) and FastPaths(caption_cls_only=False).cls_only_texts == ()
-    assert_fast_path_is_exact(
-        model, batch, "caption_cls_only", model.text_encoder.bert.encoder.layer[-1].output.dense.weight
+        assert encode_texts(model.text_encoder, batch, ["caption"])["caption"].embeds.shape[1] == 1
+    assert every_row.shape == (4, 9, model.text_encoder.width) and cls_row.shape == (
+        4,
+        1,
+        model.text_encoder.width,
     )
+    torch.testing.assert_close(cls_row[:, 0], every_row[:, 0], atol=1e-5, rtol=1e-4)
+    last = model.text_encoder.bert.encoder.layer[-1].output.dense.weight
+    assert_reference_is_exact(model, batch, every_caption_row, last)
 
 
 def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
@@ -207,12 +287,16 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
     with torch.no_grad():
         for implementation in ("sdpa", "eager"):
             encoder.bert.config._attn_implementation = implementation
-            padded, (packed,) = encoder.bert_forward(ids, mask), encoder([(ids, packing)])  # (B, L, D) each
+            padded, (packed,) = bert_forward(encoder, ids, mask), encoder([(ids, packing)])  # (B, L, D) each
             torch.testing.assert_close(packed[real], padded[real], atol=1e-5, rtol=1e-4)
             assert packed[~real].abs().max() == 0
-            torch.testing.assert_close(encoder([(ids, packing)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(
+                encoder([(ids, packing)], [True])[0], padded[:, :1], atol=1e-5, rtol=1e-4
+            )
         encoder.bert.config._attn_implementation = "sdpa"
-        fused, maps = model.text_biased_encoder(padded, Packing.of(mask, packed=False), image, map_layers=[-1])
+        fused, maps = model.text_biased_encoder(
+            padded, Packing.of(mask, packed=False), image, map_layers=[-1]
+        )
         fused_packed, maps_packed = model.text_biased_encoder(padded, packing, image, map_layers=[-1])
         torch.testing.assert_close(fused_packed[real], fused[real], atol=1e-5, rtol=1e-4)
         assert fused_packed[~real].abs().max() == 0
@@ -220,24 +304,33 @@ def test_packed_rows_give_the_padded_values_at_every_real_token() -> None:
         cls_packed, _ = model.text_biased_encoder(padded, packing, image, cls_only=True)
         torch.testing.assert_close(cls_packed, fused[:, :1], atol=1e-5, rtol=1e-4)
         outputs, flops = {}, {}
-        for on in (True, False):
-            model.fast_paths.packed_rows = on
-            with FlopCounterMode(display=False) as counter:
-                outputs[on] = model(batch, compute_losses=True)
-            flops[on] = counter.get_total_flops()
+        for packed_rows, context in ((True, contextlib.nullcontext()), (False, padding_rows(model))):
+            with context, FlopCounterMode(display=False) as counter:
+                outputs[packed_rows] = model(batch, compute_losses=True)
+            flops[packed_rows] = counter.get_total_flops()
     assert not batch["attention_mask"].all()  # the text has padding
     assert_same_outputs(outputs[True], outputs[False], batch)
     assert flops[True] < flops[False]
-    with torch.no_grad():  # E_t's work follows the real tokens: the padding rows' projections and FFNs are skipped
+    with (
+        torch.no_grad()
+    ):  # E_t's work follows the real tokens: the padding rows' projections and FFNs are skipped
         with FlopCounterMode(display=False) as packed_count:
             encoder([(ids, packing)])
         with FlopCounterMode(display=False) as padded_count:
-            encoder.bert_forward(ids, mask)
+            bert_forward(encoder, ids, mask)
     real_share = mask.float().mean().item()  # 0.65 here
     assert packed_count.get_total_flops() <= (real_share + 0.05) * padded_count.get_total_flops()
     fusion_ffn = model.text_biased_encoder.layers[0].ffn[0].weight
-    assert_fast_path_is_exact(model, batch, "packed_rows", encoder.bert.encoder.layer[0].intermediate.dense.weight)
-    assert_fast_path_is_exact(model, batch, "packed_rows", fusion_ffn)
+    text_ffn = encoder.bert.encoder.layer[0].intermediate.dense.weight
+    assert_reference_is_exact(model, batch, padding_rows, text_ffn)
+    assert_reference_is_exact(model, batch, padding_rows, fusion_ffn)
+
+
+def test_padding_rows_are_computed_only_for_the_mgca_padding_defect() -> None:
+    loss = conf("loss", "default")
+    assert build("full", loss=loss).pad_rows is False
+    loss["defects"]["mgca_padding"], loss["mgca"]["form"] = True, "official"
+    assert build("full", loss=loss).pad_rows is True
 
 
 def test_packing_needs_a_real_first_token() -> None:
@@ -247,7 +340,9 @@ def test_packing_needs_a_real_first_token() -> None:
     packing = Packing.of(torch.tensor([[1, 1, 0], [1, 1, 1]]))
     assert packing.rows.tolist() == [0, 1, 3, 4, 5] and packing.cls_rows.tolist() == [0, 2]
     x = torch.arange(6.0).view(2, 3, 1)
-    torch.testing.assert_close(packing.pad(packing.pack(x)), x * torch.tensor([[1, 1, 0], [1, 1, 1]])[..., None])
+    torch.testing.assert_close(
+        packing.pad(packing.pack(x)), x * torch.tensor([[1, 1, 0], [1, 1, 1]])[..., None]
+    )
 
 
 def test_bf16_autocast_eval_outputs_are_close_to_fp32() -> None:
@@ -297,9 +392,13 @@ def test_flip_and_resize_commute_exactly(synthetic_root: Path) -> None:
             assert np.array_equal(np.asarray(a), np.asarray(b)), path
 
 
-def test_the_cache_serves_the_transform_resize_and_survives_reloads(synthetic_root: Path, tmp_path: Path) -> None:
+def test_the_cache_serves_the_transform_resize_and_survives_reloads(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
     cache = ImageCache(tmp_path, 64)
-    resize = v2.Resize((64, 64), interpolation=v2.InterpolationMode.BICUBIC, antialias=True)  # as the protocol
+    resize = v2.Resize(
+        (64, 64), interpolation=v2.InterpolationMode.BICUBIC, antialias=True
+    )  # as the protocol
     for path in _images(synthetic_root, 10):
         original = Image.open(path).convert("RGB")
         for _ in range(2):  # miss, then hit
@@ -344,7 +443,10 @@ def test_the_cache_gives_the_same_samples_as_decoding(
                 torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=0)
             assert got["orig_size"] == expected["orig_size"] and got["has_box"] == expected["has_box"]
     cache, images = datasets[1].image_cache, {record["image"] for _, record in datasets[1].entries}
-    assert (cache.misses, cache.hits) == (len(images), 2 * len(datasets[0]) - len(images))  # decoded once each
+    assert (cache.misses, cache.hits) == (
+        len(images),
+        2 * len(datasets[0]) - len(images),
+    )  # decoded once each
 
 
 def test_image_cache_is_a_data_config_key() -> None:
@@ -366,7 +468,7 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
 
     out = tmp_path / "bench.json"
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
-            "--fast-paths", "token_pass", "text_passes", "image_proj", "ied_cls", "caption_cls", "packed_rows", "bf16", "--data-root", str(synthetic_root),
+            "--fast-paths", "attention", "bf16", "--data-root", str(synthetic_root),
             "--lengths", "12,20,30", "12,40,60",
             "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
@@ -378,9 +480,10 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     assert result["same_encoders"] is True
     ratios = result["model"]["full_over_baseline"]
     assert ratios["infer_flops"] == 1.0 and ratios["train_flops"] > 1.0  # ASAP's parts cost only in training
-    assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(result["terms"]["full"])
-    fast_paths = {"token_pass", "text_passes", "image_proj", "ied_cls", "caption_cls", "packed_rows", "bf16"}
-    assert set(result["fast_paths"]) == fast_paths
+    assert {"text_encoder", "fuse_text", "fuse_explanation", "loss.mgca", "loss.ied"} <= set(
+        result["terms"]["full"]
+    )
+    assert set(result["fast_paths"]) == {"attention", "bf16"}  # the user options and fused attention only
     assert result["data"]["loader_over_model"] > 0 and result["machine"]["matmul_tflops"] > 0
     own, short, long = result["flops"]  # the batch as loaded, then the two --lengths settings
     assert own["tokens"] == result["batch"]["tokens"]
