@@ -53,7 +53,7 @@ from torch import Tensor
 
 import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
 from asap.data.image_cache import ImageCache
-from asap.data.text import IGNORE_INDEX
+from asap.labels import IGNORE_INDEX
 from asap.losses import LossWeights, total_loss
 from asap.models.asap import AUX_TEXTS, ASAPModel, ASAPOutput, FastPaths, text_pass_groups
 from asap.models.optim import build_optimizer

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from asap.labels import IGNORE_INDEX
 
 
 class PredictionFileError(ValueError):

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from asap.data.records import fake_cls_of
+from asap.labels import IGNORE_INDEX
 from asap.losses import total_loss
 from asap.metrics import DGM4Metrics
 from asap.models.albef import load_albef_checkpoint
@@ -31,7 +32,6 @@ from asap.models.optim import (
 )
 
 HPARAM_KEYS = ("model", "loss", "ablation", "optim")
-IGNORE_INDEX = -100
 
 
 def plain(node: Any) -> Any:
