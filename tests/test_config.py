@@ -213,10 +213,8 @@ def test_the_flat_loss_keys_of_old_checkpoints_still_build() -> None:
 
 def test_a_run_saved_before_a_default_was_composed_resumes(tmp_path: Path) -> None:
     """A checkpoint whose hyper-parameters lack keys the schema now composes (their defaults) is the same run."""
-    now = {
-        k: OmegaConf.to_container(_compose([])[k], resolve=True)
-        for k in ("model", "loss", "ablation", "optim")
-    }
+    cfg = _compose([])
+    now = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "loss", "ablation", "optim")}
     saved = {**now, "optim": {k: v for k, v in now["optim"].items() if k not in ("rest_lr", "warmup_lr")}}
     point = ResumePoint(path=tmp_path / "last.ckpt", epoch=0, global_step=1, hyper_parameters=saved)
     check_same_run(point, now, tmp_path)
