@@ -50,9 +50,9 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-import asap.utils.resolvers  # noqa: F401  (registers the config resolvers)
+import asap.conf  # noqa: F401  (registers the config resolvers and group schemas)
 from asap.data.image_cache import ImageCache
-from asap.data.text import IGNORE_INDEX
+from asap.labels import IGNORE_INDEX
 from asap.losses import LossWeights, total_loss
 from asap.models.asap import ASAPModel, ASAPOutput
 from asap.models.optim import build_optimizer

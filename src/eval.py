@@ -9,7 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-import asap.utils.resolvers  # noqa: F401  (registers the ${...} resolvers used in conf/)
+import asap.conf  # noqa: F401  (registers the ${...} resolvers and the group schemas used in conf/)
 from asap.pipeline.evaluate import evaluate
 from asap.utils.cli import exit_on_user_error
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+import asap.conf  # noqa: F401  (the ${...} resolvers and group schemas every compose of conf/ needs)
 from asap.utils.paths import bundled_bert_tokenizer_dir
 
 # the tiny synthetic set every data test shares (generated once per session, well under a second)

@@ -356,8 +356,6 @@ def test_bf16_autocast_eval_outputs_are_close_to_fp32() -> None:
 
 
 def test_compile_is_a_model_config_key(tmp_path: Path) -> None:
-    model_conf = yaml.safe_load((Path(__file__).parents[1] / "conf/model/tiny.yaml").read_text())
-    assert model_conf["compile"] is False
     from asap.models import ASAPLitModule
 
     module = ASAPLitModule(micro_model(compile=True), conf("loss", "default"), conf("ablation", "full"), {})

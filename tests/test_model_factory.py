@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
+from omegaconf import OmegaConf
 
+from asap.conf import SCHEMAS
 from asap.data.patches import patch_labels
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -51,8 +52,10 @@ MICRO_MODEL: dict[str, Any] = {
 
 
 def conf(group: str, name: str) -> dict[str, Any]:
-    """conf/<group>/<name>.yaml as a dict (no interpolations in the loss / ablation groups)."""
-    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
+    """conf/<group>/<name>.yaml on its schema (asap.conf.SCHEMAS) as a plain dict, interpolations unresolved."""
+    values = OmegaConf.load(CONF / group / f"{name}.yaml")
+    values.pop("defaults", None)
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(SCHEMAS[group]), values))
 
 
 def micro_model(**overrides: Any) -> dict[str, Any]:

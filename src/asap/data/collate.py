@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from asap.data.text import IGNORE_INDEX
+from asap.labels import IGNORE_INDEX
 
 
 def pad_ids(seqs: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_PATCH = -1
+from asap.labels import IGNORE_PATCH
+
 EPS = 1e-6  # px
 
 

@@ -15,7 +15,6 @@ from asap.errors import DGM4DataError
 
 _DELETED = re.compile(r"[,.'!?\"()*#:;~]")
 _MULTI_SPACE = re.compile(r"\s{2,}")
-IGNORE_INDEX = -100
 
 
 def clean_text(text: str, max_words: int = 50) -> str:

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import box_convert, generalized_box_iou_loss
 
+from asap.labels import IGNORE_INDEX
 from asap.losses._common import float32_loss, masked_mean
-
-IGNORE_INDEX = -100
 
 
 @float32_loss

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asap.labels import IGNORE_INDEX
 from asap.losses._common import float32_loss, masked_mean
 
-IGNORE_INDEX = -100
 ATTN_EPS = 1e-8  # A is clamped to [eps, 1] before the log
 
 

@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from asap.labels import IGNORE_PATCH as IGNORED
 from asap.losses._common import float32_loss, masked_mean
-
-IGNORED = -1
 
 
 def pmm_targets(patch_labels: Tensor, has_box: Tensor, hnp: bool = True) -> Tensor:

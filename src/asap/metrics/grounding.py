@@ -11,10 +11,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from asap.labels import IGNORE_INDEX
 from asap.metrics._checks import check_batch, check_shape, check_values
 from asap.metrics.functional import box_iou_pairs, no_box_match, precision_recall_f1, token_counts
-
-IGNORE_INDEX = -100
 
 
 class BoxGroundingMetrics(Metric):

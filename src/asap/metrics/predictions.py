@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 
 from asap.errors import PredictionFileError
-
-IGNORE_INDEX = -100
+from asap.labels import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

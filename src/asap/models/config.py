@@ -1,6 +1,9 @@
-"""Typed configuration of the model, losses, ablation and optimiser, built from plain (Hydra) containers.
+"""Typed configuration of the model, losses, ablation and optimiser: the one home of every default.
 
-`ASAPLitModule(model=dict, loss=dict, ablation=dict, optim=dict)` converts each dict with `from_dict`, which
+These dataclasses are the schema of the Hydra groups `model`, `loss`, `ablation` and `optim` (registered by
+`asap.conf`): each preset in conf/<group>/ states only what differs from them, and OmegaConf type-checks every
+override when the config is composed. `ASAPLitModule(model=dict, loss=dict, ablation=dict, optim=dict)` (and a
+checkpoint's hyper-parameters) converts each plain dict with `from_dict`, which fills in these defaults and
 rejects unknown keys and bad choices with one clear `ConfigError`.
 """
 
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from asap.errors import ConfigError
+from asap.losses.total import LossWeights
 
 T = TypeVar("T")
 
@@ -60,7 +64,7 @@ class TextEncoderConfig:
 
 @dataclass
 class MomentumConfig:
-    """ALBEF/HAMMER momentum encoders: EMA copies, feature queues, token distillation."""
+    """ALBEF/HAMMER momentum encoders, at their values: EMA copies, feature queues, token distillation."""
 
     enabled: bool = False
     decay: float = 0.995
@@ -76,10 +80,11 @@ class ModelConfig:
     max_text_len: int = 128
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    embed_dim: int = 256  # contrastive space (eq. 1-2)
+    embed_dim: int = 256  # contrastive space (eq. 1-2), HAMMER's/ALBEF's
     temperature: float = 0.07  # initial learnable tau
     # subtract the batch mean before L2-normalising the contrastive features (asap.models.alignment): lets
-    # randomly initialised encoders, whose [CLS] features start nearly identical, leave log(B); training only
+    # randomly initialised encoders, whose [CLS] features start nearly identical, leave log(B); training only.
+    # Off for pretrained encoders, whose [CLS] features already differ (the paper, ALBEF)
     center_contrastive: bool = False
     delta_init: float = 0.5  # learnable delta of eq. 4 and M_it (ASAP's code: UtilsB, binary head and IED)
     # a second learnable scalar for the multi-label head's input, M_it = delta_mlc F_v + F_t (ASAP's code:
@@ -158,12 +163,12 @@ class DefectsConfig:
 
 
 @dataclass
-class LossConfig:
-    """`LossWeights` fields (eq. 13 and HAMMER's task weights) plus the forms, MGCA and box-sample settings."""
+class LossConfig(LossWeights):
+    """Eq. 13's weights (the fields of `LossWeights`, flat: `loss.alpha`) plus the forms, MGCA and box samples."""
 
-    weights: dict[str, float] = field(default_factory=dict)
     mgca: MGCAConfig = field(default_factory=MGCAConfig)
-    # which samples the box terms (supp. §6.1) regress: all (HAMMER: no-box ones to the zero box) | boxed
+    # which samples the box terms (supp. §6.1) regress: all (HAMMER: no-box ones to the zero box [0, 0, 0, 0],
+    # which the IoU protocol scores as a hit once every corner is < 1e-4) | boxed (only pairs with an edited face)
     box_samples: str = "all"
     # paper: eq. 1-3 (i2t/t2i + i2c/c2i + i2e/e2i, means over the anchors) | official: HAMMER's loss_MAC (i2t, t2i,
     # i2i, t2t) and ASAP's auxiliary terms (i2c, c2i, c2c, i2p, p2i, p2p), each a mean over the batch
@@ -174,27 +179,9 @@ class LossConfig:
     pmm_form: str = "paper"
     defects: DefectsConfig = field(default_factory=DefectsConfig)
 
-    @classmethod
-    def from_plain(cls, data: Mapping[str, Any]) -> LossConfig:
-        data = dict(data)
-        mgca = from_dict(MGCAConfig, data.pop("mgca", {}) or {}, where="loss.mgca")
-        defects = from_dict(DefectsConfig, data.pop("defects", {}) or {}, where="loss.defects")
-        forms = {
-            name: str(data.pop(name, getattr(cls, name)))
-            for name in ("box_samples", "contrastive_form", "ied_form", "pmm_form")
-        }
-        return cls(weights=data, mgca=mgca, defects=defects, **forms)
-
-    def loss_weights(self) -> Any:
-        """The `asap.losses.LossWeights` of these weights (unknown names -> ConfigError)."""
-        from asap.losses import LossWeights
-
-        known = {f.name for f in dataclasses.fields(LossWeights)}
-        unknown = sorted(set(self.weights) - known)
-        if unknown:
-            settings = ["box_samples", "contrastive_form", "defects", "ied_form", "mgca", "pmm_form"]
-            raise ConfigError(f"unknown key(s) {unknown} in `loss`; valid keys: {sorted(known) + settings}")
-        return LossWeights(**{k: float(v) for k, v in self.weights.items()})
+    def loss_weights(self) -> LossWeights:
+        """The eq. 13 weights alone."""
+        return LossWeights(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossWeights)})
 
 
 @dataclass
@@ -213,7 +200,8 @@ class AblationConfig:
 
 @dataclass
 class OptimConfig:
-    """conf/optim/paper.yaml (§4.1) or official.yaml (HAMMER's / ASAP's train.py); asap.models.optim."""
+    """The paper's recipe (§4.1; conf/optim/paper.yaml) with the official one's warm-up values (conf/optim/official.yaml
+    switches to them); asap.models.optim."""
 
     lr: float = 1e-4  # the one lr (paper); the image side's lr_img (official groups)
     weight_decay: float = 0.02
@@ -223,7 +211,7 @@ class OptimConfig:
     schedule: str = "paper"
     warmup_steps: int = 1000
     min_lr: float = 1e-6
-    warmup_lr: float = 1e-6
+    warmup_lr: float = 1e-6  # the official warm-up: HAMMER's / ASAP's configs/train.yaml
     warmup_stages: int = 10
     warmup_stage_steps: int = 100
     # null: one group; "official": the official code's image side at `lr`, every other parameter at rest_lr;
@@ -311,7 +299,7 @@ class ASAPConfig:
     ) -> ASAPConfig:
         config = cls(
             model=from_dict(ModelConfig, model, "model"),
-            loss=LossConfig.from_plain(loss or {}),
+            loss=from_dict(LossConfig, loss, "loss"),
             ablation=from_dict(AblationConfig, ablation, "ablation"),
             optim=from_dict(OptimConfig, optim, "optim"),
         )
@@ -345,7 +333,6 @@ class ASAPConfig:
                 raise ConfigError(
                     f"loss.mgca.layers: {layer} is not one of the {m.fusion_layers} fusion layers"
                 )
-        self.loss.loss_weights()  # unknown weight names fail here
         self.optim.validate()
 
     def _check_defects(self) -> None:

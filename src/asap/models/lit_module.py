@@ -18,6 +18,7 @@ from torch import Tensor
 
 from asap.data.records import fake_cls_of
 from asap.errors import ConfigError
+from asap.labels import IGNORE_INDEX
 from asap.losses import total_loss
 from asap.metrics import DGM4Metrics
 from asap.models.albef import load_albef_checkpoint
@@ -32,7 +33,6 @@ from asap.models.optim import (
 )
 
 HPARAM_KEYS = ("model", "loss", "ablation", "optim")
-IGNORE_INDEX = -100
 
 
 def plain(node: Any) -> Any:

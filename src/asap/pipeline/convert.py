@@ -42,14 +42,15 @@ REQUIRE_EVERY_TARGET = {
 
 def compose_config(source: str, overrides: list[str]) -> DictConfig:
     """The train config of `source`'s experiment with `overrides` (model size, tokenizer, ...) on top."""
-    import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
+    import asap.conf  # noqa: F401  (the ${...} resolvers and group schemas of conf/)
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
             return compose(config_name="train", overrides=[*PRESETS[source], *overrides])
-    except HydraException as err:  # an unknown option or key: one line, not a traceback
-        raise UserError(f"the overrides {overrides} cannot be used: {err}") from err
+    except HydraException as err:  # an unknown option, key or a value of the wrong type: one line, no traceback
+        why = f" ({str(err.__cause__).splitlines()[0]})" if err.__cause__ else ""
+        raise UserError(f"the overrides {overrides} cannot be used: {err}{why}") from err
 
 
 def import_checkpoint(

@@ -8,6 +8,7 @@ newest checkpoint by modification time is read in full (`torch.load(weights_only
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,10 +63,8 @@ def find_resume_point(folder: Path) -> ResumePoint | None:
 
 def check_same_run(point: ResumePoint, hparams: Mapping[str, Any], folder: Path) -> None:
     """A folder's checkpoints belong to the run configured now: another model / loss / ablation / optim is refused."""
-    saved, now = _flatten(point.hyper_parameters), _flatten(hparams)
-    different = sorted(
-        k for k in saved.keys() | now.keys() if saved.get(k, "<absent>") != now.get(k, "<absent>")
-    )
+    saved, now = _flatten(_with_defaults(point.hyper_parameters)), _flatten(_with_defaults(hparams))
+    different = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "<absent>") != now.get(k, "<absent>"))
     if different:
         shown = ", ".join(
             f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}" for k in different[:8]
@@ -76,6 +75,22 @@ def check_same_run(point: ResumePoint, hparams: Mapping[str, Any], folder: Path)
             f"the two. Start this one in a new folder (leave hydra.run.dir out), or give the same overrides as "
             f"the run that wrote {point.path.name}."
         )
+
+
+def _with_defaults(hparams: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The model / loss / ablation / optim hyper-parameters with every schema default filled in, so a run saved
+    before a key was stated (or its default) compares equal; as given when they do not build (not ours)."""
+    from asap.errors import ConfigError
+    from asap.models.config import ASAPConfig
+
+    try:
+        config = ASAPConfig.from_plain(
+            **{k: hparams.get(k) or {} for k in ("model", "loss", "ablation", "optim")}
+        )
+    except (ConfigError, TypeError, ValueError):
+        return hparams
+    config.model.init_std = config.model.new_parts_std  # a saved number and the derived default that equals it
+    return dataclasses.asdict(config)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
