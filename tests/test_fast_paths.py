@@ -22,8 +22,7 @@ from asap.data.image_cache import ImageCache, resize_image
 from asap.models.asap import ASAPOutput, FastPaths, encode_texts, text_pass_groups
 from asap.models.attention import MultiHeadAttention
 from asap.models.packing import Packing
-from test_model_asap import build
-from test_model_factory import conf, make_batch, micro_model
+from helpers import build, conf, make_batch, micro_model
 
 OUTPUTS = ("binary_logits", "multilabel_logits", "box_pred", "token_logits")
 # bf16 keeps 8 bits of mantissa: on the micro model logits move by ~2e-3; probabilities must agree to 2e-2

@@ -25,7 +25,7 @@ from asap.models import ASAPModel
 from asap.models.asap import encode_texts
 from asap.models.config import ASAPConfig, ConfigError
 from asap.models.packing import Packing
-from test_model_factory import CONF, conf, make_batch, micro_model
+from helpers import CONF, _dm, _write_cache, conf, make_batch, micro_model
 
 ALPHA, DECAY, QUEUE = 0.4, 0.995, 12
 DEFECTS = {  # switch -> the one term it changes
@@ -398,8 +398,6 @@ def test_paper_mode_is_the_default_and_official_differs(tokenizer: Any) -> None:
 
 
 def test_official_aux_texts_reach_the_batch_without_their_final_sep(make_dgm4, dgm4_record, tokenizer_dir) -> None:
-    from test_data_module import _dm, _write_cache
-
     record = dgm4_record(3, "orig", text="Anna smiles at the beach.")
     root = make_dgm4({"train": [record]})
     _write_cache(root, "caption", [(record["image"], record["text"], "A smiling woman, on a beach!")])
