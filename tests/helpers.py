@@ -6,14 +6,19 @@ No test file imports another test file; what two of them need lives here.
 - a seeded micro ASAPModel: `build`
 - a DGM4DataModule on a hand-written root and its aux-text caches: `_dm`, `_write_cache`
 - the hand-worked box cases of the protocol's IoU: `BOX_CASES`
+- fault injection in a training run, as Hydra callbacks (`+callbacks.x._target_=helpers.SignalDuringStep`):
+  `InterruptAfterEpoch` (exit status `KILLED`), `SignalDuringStep`, `SignalDuringValidation`
 """
 
 from __future__ import annotations
 
 import copy
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 import yaml
 
@@ -174,3 +179,51 @@ BOX_CASES = [  # (pred cx cy w h, target cx cy w h, IoU with the rule, plain IoU
     ([0.5, 0.375, 0.5, 0.25], [0.5, 0.5, 0.5, 0.5], 0.5, 0.5),  # exactly 0.5 in float32
     ([0.5, 0.4375, 0.5, 0.375], [0.5, 0.5, 0.5, 0.5], 0.75, 0.75),  # exactly 0.75 in float32
 ]
+
+
+# ---------------------------------------------------------------------------------------------- fault injection
+KILLED = 3  # exit status of the simulated kill
+
+
+class InterruptAfterEpoch(L.Callback):
+    """A kill: the process ends without any clean-up at the second batch of the epoch after `epoch`."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.current_epoch == self.epoch + 1 and batch_idx == 1:
+            os._exit(KILLED)
+
+
+class SignalDuringStep(L.Callback):
+    """Fault injection: the process sends itself `signum` as the training batch `batch` of `epoch` starts."""
+
+    def __init__(self, epoch: int, batch: int, signum: str) -> None:
+        self.epoch, self.batch, self.signum = epoch, batch, signal.Signals[signum]
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalDuringValidation(L.Callback):
+    """Fault injection: the process sends itself `signum` as the validation of `epoch` starts its first batch."""
+
+    def __init__(self, epoch: int, signum: str) -> None:
+        self.epoch, self.signum = epoch, signal.Signals[signum]
+
+    def on_validation_batch_start(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == 0 and not trainer.sanity_checking:
+            os.kill(os.getpid(), self.signum)

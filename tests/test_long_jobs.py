@@ -1,7 +1,8 @@
 """Long jobs in process: the resume point of a run folder, and a non-finite loss stopping (or skipping) a step.
 
 The signal tests (a real SIGTERM / SIGUSR1 to a running training, then the same command again) are subprocess runs
-in tests/test_train.py beside the kill-and-resume test whose uninterrupted run they compare with.
+in tests/test_train.py beside the kill-and-resume test whose uninterrupted run they compare with; the fault
+injection callbacks live in tests/helpers.py.
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def test_after_the_checkpoint_the_signal_goes_on_to_the_jobs_own_handler(tmp_pat
             _train_in_process(
                 tmp_path,
                 data_dir,
-                "+callbacks.sig._target_=test_train.SignalDuringStep",
+                "+callbacks.sig._target_=helpers.SignalDuringStep",
                 "+callbacks.sig.epoch=0",
                 "+callbacks.sig.batch=0",
                 f"+callbacks.sig.signum={usr_sig.name}",
@@ -308,7 +309,7 @@ def test_a_signal_in_the_last_validation_stops_before_the_test(
         _train_in_process(
             tmp_path,
             data_dir,
-            "+callbacks.sig._target_=test_train.SignalDuringValidation",
+            "+callbacks.sig._target_=helpers.SignalDuringValidation",
             "+callbacks.sig.epoch=1",
             "+callbacks.sig.signum=SIGUSR1",
         )
