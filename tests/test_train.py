@@ -230,13 +230,21 @@ def signal_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dic
     workdir = tmp_path_factory.mktemp("signals")
     run_dir = workdir / "run"
     command = [*RESUME_COMMON, f"hydra.run.dir={run_dir}"]
-    term = ["+callbacks.sig._target_=helpers.SignalDuringStep", "+callbacks.sig.epoch=1", "+callbacks.sig.batch=0"]
+    term = [
+        "+callbacks.sig._target_=helpers.SignalDuringStep",
+        "+callbacks.sig.epoch=1",
+        "+callbacks.sig.batch=0",
+    ]
     usr1 = ["+callbacks.sig._target_=helpers.SignalDuringValidation", "+callbacks.sig.epoch=1"]
     runs: dict[str, Any] = {"dir": run_dir}
-    runs["sigterm"] = run_train(workdir, data_dir, *command, *term, "+callbacks.sig.signum=SIGTERM", expect=143)
+    runs["sigterm"] = run_train(
+        workdir, data_dir, *command, *term, "+callbacks.sig.signum=SIGTERM", expect=143
+    )
     interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
     runs["at_sigterm"] = torch.load(interrupted, map_location="cpu", weights_only=True)
-    runs["sigusr1"] = run_train(workdir, data_dir, *command, *usr1, "+callbacks.sig.signum=SIGUSR1", expect=138)
+    runs["sigusr1"] = run_train(
+        workdir, data_dir, *command, *usr1, "+callbacks.sig.signum=SIGUSR1", expect=138
+    )
     from asap.pipeline.resume import checkpoints_newest_first
 
     newest = checkpoints_newest_first(run_dir / "checkpoints")[0]
@@ -457,7 +465,9 @@ def test_same_seed_twice_gives_the_same_metrics(resume_runs: dict[str, Any]) -> 
 
 
 @pytest.mark.slow
-def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(ddp_run: tuple[Path, Any], data_dir: Path) -> None:
+def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(
+    ddp_run: tuple[Path, Any], data_dir: Path
+) -> None:
     from asap.metrics.predictions import load_predictions
 
     run_dir, run = ddp_run
@@ -493,11 +503,25 @@ def test_under_ddp_wandb_samples_are_logged_once_by_rank_zero(
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
-def test_missing_data_root_says_what_is_missing(tmp_path: Path) -> None:
+def test_missing_data_root_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The train job under `exit_on_user_error`, as src/train.py runs it (the next test runs the script)."""
+    from hydra import compose, initialize_config_dir
+
+    import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
+    from asap.pipeline.errors import exit_on_user_error
+    from asap.pipeline.train import train
+
     missing = tmp_path / "nowhere"
-    run = run_train(tmp_path, tmp_path / "data", "data=dgm4", f"data.root={missing}", expect=None, tiny=False)
-    output = run.stdout + run.stderr
-    assert run.returncode != 0
+    paths = [f"paths.{k}={tmp_path / k}" for k in ("log_dir", "data_dir", "output_dir")]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=[*paths, f"paths.work_dir={tmp_path}", "data=dgm4", f"data.root={missing}"]
+        )
+    with pytest.raises(SystemExit) as stopped:
+        exit_on_user_error(train)(cfg)
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert stopped.value.code != 0
     assert str(missing) in output and "not found" in output
     assert "Traceback" not in output
 
