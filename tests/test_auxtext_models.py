@@ -6,8 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -260,20 +258,15 @@ def test_batched_explanations_equal_one_by_one_with_left_padding(tmp_path: Path)
 @pytest.mark.slow
 def test_smollm2_gguf_explains_texts_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("gguf", reason="the `gguf` package (dev extra `llm`) reads the GGUF file")
+    from hydra import compose, initialize_config_dir
+
+    import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
+    from asap.auxtext.cli import run_from_config
+
     root = make_data(tmp_path / "data", n=2, swap=False)  # two texts, one batch: the GGUF load dominates
-    cmd = [
-        sys.executable,
-        str(ROOT / "src/generate_aux_text.py"),
-        "task=explanation",
-        f"data_root={root}",
-        "aux_backend=smollm2",
-        "max_new_tokens=10",
-        f"hydra.run.dir={tmp_path / 'hydra'}",
-    ]
-    res = subprocess.run(
-        cmd, capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"}, timeout=240
-    )
-    assert res.returncode == 0, res.stderr[-2000:]
+    overrides = ["task=explanation", f"data_root={root}", "aux_backend=smollm2", "max_new_tokens=10"]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):  # the script's job, in-process
+        run_from_config(compose("generate_aux_text", overrides=overrides))
     cache = AuxTextCache(root / "DGM4/aux_text/explanation.jsonl")
     records = json.loads((root / "DGM4/metadata/train.json").read_text())
     assert len(cache) == len(records) == 2 and cache.models == {"SmolLM2-135M-Instruct-Q4_1"}

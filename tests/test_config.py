@@ -16,8 +16,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from asap.conf import SCHEMAS
+from asap.errors import ConfigError
 from asap.losses import LossWeights
-from asap.models.config import ASAPConfig, ConfigError
+from asap.models.config import ASAPConfig
 from asap.pipeline.resume import ResumePoint, check_same_run
 
 ROOT = Path(__file__).resolve().parents[1]

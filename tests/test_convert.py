@@ -21,7 +21,7 @@ from torch import nn
 
 from asap.errors import ConversionError
 from asap.pipeline.convert import compose_config, export_checkpoint, import_checkpoint
-from test_model_factory import make_batch
+from helpers import make_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 # model=tiny with HAMMER's linear patch embedding (the tiny default is a conv stem HAMMER does not have)

@@ -11,10 +11,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from asap.data import DGM4DataModule
-from asap.data.aux_cache import AuxTextWriter
 from asap.data.records import FAKE_CLASSES, is_image_manipulated, is_text_manipulated
 from asap.data.transforms import CLIP_MEAN, CLIP_STD
 from asap.errors import AuxTextMissingError
+from helpers import _dm, _write_cache
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 CONTRACT_KEYS = {
@@ -45,19 +45,6 @@ MULTILABEL = {
     "face_attribute&text_attribute": [0, 1, 0, 1],
 }
 BOX = [12, 8, 42, 40]  # on a 120x80 image: x=12 y=8 w=30 h=32 -> cx .225 cy .3 w .25 h .4
-
-
-def _dm(root: Path, tokenizer_dir: str, **kw) -> DGM4DataModule:
-    args = dict(
-        root=root,
-        tokenizer=tokenizer_dir,
-        image_size=64,
-        patch_size=8,
-        batch_size=16,
-        num_workers=0,
-        drop_last=False,
-    )
-    return DGM4DataModule(**(args | kw))
 
 
 def _every_class(dgm4_record) -> list[dict]:
@@ -155,12 +142,6 @@ def test_synthetic_batches_follow_the_contract(synthetic_root, synthetic_params,
     val = next(iter(dm.val_dataloader()))
     assert set(val) == CONTRACT_KEYS  # aux texts only for aux_splits (train)
     assert val["index"].tolist() == list(range(len(val["ids"])))
-
-
-def _write_cache(root: Path, kind: str, rows: list[tuple[str, str, str]]) -> None:
-    with AuxTextWriter(root / f"DGM4/aux_text/{kind}.jsonl", model="test", prompt_hash="h") as w:
-        for image, text, output in rows:
-            w.write_ok(image, text, output)
 
 
 def test_aux_texts_are_keyed_by_image_and_text(make_dgm4, dgm4_record, tokenizer_dir) -> None:

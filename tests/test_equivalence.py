@@ -31,8 +31,7 @@ from asap.models.asap import ASAPModel, ASAPOutput
 from asap.models.attention import set_fused_attn, use_fused_attn
 from asap.models.packing import Packing
 from asap.models.text_encoder import EncodedText, TextEncoder, encode_texts
-from test_model_asap import build
-from test_model_factory import conf, make_batch, micro_model
+from helpers import build, conf, make_batch, micro_model
 
 OUTPUTS = ("binary_logits", "multilabel_logits", "box_pred", "token_logits")
 # bf16 keeps 8 bits of mantissa: on the micro model logits move by ~2e-3; probabilities must agree to 2e-2

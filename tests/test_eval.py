@@ -167,12 +167,21 @@ def _unsafe(checkpoint: Path, path: Path) -> None:
     path.write_bytes(pickle.dumps(Path("/etc/passwd")))  # not loadable with weights_only=True
 
 
-def test_truncated_checkpoint_exits_2_with_one_clear_line(workdir: Path, checkpoint: Path) -> None:
+def test_truncated_checkpoint_exits_2_with_one_clear_line(
+    workdir: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The eval job under `exit_on_user_error` (as src/eval.py runs it; `eval_run` runs the script itself)."""
+    from asap.pipeline.evaluate import evaluate
+    from asap.utils.cli import exit_on_user_error
+
     bad = workdir / "truncated.ckpt"
     _truncated(checkpoint, bad)
-    result = run("eval.py", f"ckpt_path={bad}", *paths(workdir), *DATA)
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output[-3000:]
+    cfg = compose("eval", [f"ckpt_path={bad}", *in_process_paths(workdir, workdir / "truncated_out"), *DATA])
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_user_error(evaluate)(cfg)
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert exit_info.value.code == 2, output[-3000:]
     assert "Traceback" not in output
     assert "CheckpointError" in output and "corrupt or truncated" in output and str(bad) in output
 

@@ -1,7 +1,8 @@
 """Long jobs in process: the resume point of a run folder, and a non-finite loss stopping (or skipping) a step.
 
 The signal tests (a real SIGTERM / SIGUSR1 to a running training, then the same command again) are subprocess runs
-in tests/test_train.py beside the kill-and-resume test whose uninterrupted run they compare with.
+in tests/test_train.py beside the kill-and-resume test whose uninterrupted run they compare with; the fault
+injection callbacks live in tests/helpers.py.
 """
 
 from __future__ import annotations
@@ -215,7 +216,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 POISON = "+callbacks.poison._target_=test_long_jobs.PoisonLossTerm"
 
 
-def test_a_non_finite_loss_stops_at_once_naming_step_terms_and_records(tmp_path: Path, data_dir: Path) -> None:
+def test_a_non_finite_loss_stops_at_once_naming_step_terms_and_records(
+    tmp_path: Path, data_dir: Path
+) -> None:
     with pytest.raises(NonFiniteLossError) as stopped:
         _train_in_process(tmp_path, data_dir, POISON, "+callbacks.poison.at=[[1,1]]")
     (poisoned,) = PoisonLossTerm.seen
@@ -232,7 +235,9 @@ def test_a_non_finite_loss_stops_at_once_naming_step_terms_and_records(tmp_path:
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-def test_skipped_non_finite_steps_leave_the_weights_alone_up_to_the_limit(tmp_path: Path, data_dir: Path) -> None:
+def test_skipped_non_finite_steps_leave_the_weights_alone_up_to_the_limit(
+    tmp_path: Path, data_dir: Path
+) -> None:
     overrides = [
         "non_finite_loss.action=skip",
         "non_finite_loss.max_skipped=1",
@@ -242,9 +247,13 @@ def test_skipped_non_finite_steps_leave_the_weights_alone_up_to_the_limit(tmp_pa
     with pytest.raises(NonFiniteLossError, match="2 skipped steps, more than non_finite_loss.max_skipped=1"):
         _train_in_process(tmp_path, data_dir, *overrides)
     skipped, stopped = PoisonLossTerm.seen
-    assert _same_weights(skipped["before"], skipped["after"])  # the optimiser did not step on the skipped batch
+    assert _same_weights(
+        skipped["before"], skipped["after"]
+    )  # the optimiser did not step on the skipped batch
     assert stopped["step"] == 3  # the skipped step still counts as a step
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    checkpoint = torch.load(
+        tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True
+    )
     assert checkpoint["callbacks"]["NonFiniteLossGuard"] == {"skipped": 1}  # the count survives a resume
 
 
@@ -266,11 +275,15 @@ def test_slurm_launcher_asks_for_the_signal_the_training_saves_on() -> None:
         cfg = compose("train", overrides=["launcher=slurm"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    assert launcher.signal_delay_s >= 300 and launcher.max_num_timeout > 0  # submitit's default 0 never requeues
+    assert (
+        launcher.signal_delay_s >= 300 and launcher.max_num_timeout > 0
+    )  # submitit's default 0 never requeues
     assert _submitit_signal() in STOP_SIGNALS and signal.SIGTERM in STOP_SIGNALS
 
 
-def test_after_the_checkpoint_the_signal_goes_on_to_the_jobs_own_handler(tmp_path: Path, data_dir: Path) -> None:
+def test_after_the_checkpoint_the_signal_goes_on_to_the_jobs_own_handler(
+    tmp_path: Path, data_dir: Path
+) -> None:
     """On SLURM that handler is submitit's (requeue the task, then exit); here a stand-in records the call."""
     usr_sig = _submitit_signal()
     interrupted = tmp_path / "run" / "checkpoints" / "interrupted.ckpt"
@@ -285,7 +298,7 @@ def test_after_the_checkpoint_the_signal_goes_on_to_the_jobs_own_handler(tmp_pat
             _train_in_process(
                 tmp_path,
                 data_dir,
-                "+callbacks.sig._target_=test_train.SignalDuringStep",
+                "+callbacks.sig._target_=helpers.SignalDuringStep",
                 "+callbacks.sig.epoch=0",
                 "+callbacks.sig.batch=0",
                 f"+callbacks.sig.signum={usr_sig.name}",
@@ -303,17 +316,23 @@ def test_a_signal_in_the_last_validation_stops_before_the_test(
     tmp_path: Path, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The epoch end is saved; the test is left to the same command, which resumes at the end of training."""
-    with caplog.at_level("WARNING", logger="asap.callbacks.stop_on_signal"), pytest.raises(SystemExit) as stopped:
+    with (
+        caplog.at_level("WARNING", logger="asap.callbacks.stop_on_signal"),
+        pytest.raises(SystemExit) as stopped,
+    ):
         _train_in_process(
             tmp_path,
             data_dir,
-            "+callbacks.sig._target_=test_train.SignalDuringValidation",
+            "+callbacks.sig._target_=helpers.SignalDuringValidation",
             "+callbacks.sig.epoch=1",
             "+callbacks.sig.signum=SIGUSR1",
         )
     assert stopped.value.code == 128 + signal.SIGUSR1
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    assert f"SIGUSR1 received: training stopped at epoch 2, global step 4, with its state in {last}" in caplog.text
+    assert (
+        f"SIGUSR1 received: training stopped at epoch 2, global step 4, with its state in {last}"
+        in caplog.text
+    )
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert (checkpoint["epoch"], checkpoint["global_step"]) == (1, 4)
     assert not (tmp_path / "run" / "metrics.json").exists()

@@ -21,6 +21,7 @@ from asap.metrics import (
 )
 from asap.metrics.collection import INPUT_NAMES
 from asap.metrics.predictions import synthetic_predictions
+from helpers import BOX_CASES
 
 T = torch.tensor
 
@@ -169,8 +170,6 @@ def test_multilabel_class_without_positive_and_without_predicted_positive() -> N
 
 
 def test_box_group_hand_worked() -> None:
-    from test_metrics_functional import BOX_CASES
-
     metric = BoxGroundingMetrics()
     pred, target = T([c[0] for c in BOX_CASES]), T([c[1] for c in BOX_CASES])
     metric.update(pred[:4], target[:4])

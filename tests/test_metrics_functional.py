@@ -20,6 +20,7 @@ from sklearn.metrics import (
 )
 
 from asap.metrics import functional as F
+from helpers import BOX_CASES
 
 T = torch.tensor
 
@@ -253,20 +254,6 @@ def test_multilabel_f1_matches_sklearn_and_hammer(seed: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- boxes
-BOX_CASES = [  # (pred cx cy w h, target cx cy w h, IoU with the rule, plain IoU)
-    ([0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.2, 0.2], 1.0, 1.0),  # identical
-    ([0.5, 0.5, 0.2, 0.2], [0.6, 0.5, 0.2, 0.2], 1 / 3, 1 / 3),  # inter .02, union .06
-    ([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], 1.0, 0.0),  # no box, predicted exactly zero
-    ([4e-5, 4e-5, 2e-5, 2e-5], [0.0, 0.0, 0.0, 0.0], 1.0, 0.0),  # all corners < 1e-4
-    ([2e-4, 4e-5, 2e-5, 2e-5], [0.0, 0.0, 0.0, 0.0], 0.0, 0.0),  # x2 above 1e-4: plain IoU 0
-    ([0.5, 0.5, 0.2, 0.2], [0.0, 0.0, 0.0, 0.0], 0.0, 0.0),  # no box, a box predicted
-    ([0.0, 0.0, 0.0, 0.0], [0.1, 0.5, 0.2, 0.2], 1.0, 0.0),  # real box on the left edge (x1 = 0): the quirk
-    ([0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.2, 0.2], 0.0, 0.0),  # real box, predicted zero
-    ([0.5, 0.375, 0.5, 0.25], [0.5, 0.5, 0.5, 0.5], 0.5, 0.5),  # exactly 0.5 in float32
-    ([0.5, 0.4375, 0.5, 0.375], [0.5, 0.5, 0.5, 0.5], 0.75, 0.75),  # exactly 0.75 in float32
-]
-
-
 def test_box_iou_hand_worked_and_no_box_rule() -> None:
     pred, target = T([c[0] for c in BOX_CASES]), T([c[1] for c in BOX_CASES])
     torch.testing.assert_close(F.box_iou_protocol(pred, target), T([c[2] for c in BOX_CASES]))

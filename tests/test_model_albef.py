@@ -10,7 +10,7 @@ import torch
 from asap.errors import CheckpointError
 from asap.models import ASAPModel, load_albef_checkpoint
 from asap.models.config import ASAPConfig
-from test_model_factory import conf, micro_model
+from helpers import conf, micro_model
 
 D, LAYERS, FUSION_LAYER, VOCAB, E, QUEUE = 64, 3, 1, 500, 32, 8
 

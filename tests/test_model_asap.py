@@ -15,8 +15,8 @@ from asap.errors import ConfigError
 from asap.models import ASAPModel
 from asap.models.alignment import ContrastiveProjection
 from asap.models.asap import encode_texts
-from asap.models.config import ASAPConfig, ImageEncoderConfig, ModelConfig
-from test_model_factory import ABLATIONS, conf, make_batch, micro_model
+from asap.models.config import ImageEncoderConfig, ModelConfig
+from helpers import ABLATIONS, build, conf, make_batch
 
 DGM_TERMS = {"bic", "mlc", "bbox", "giou", "tmg"}
 EXPECTED_TERMS = {
@@ -30,13 +30,6 @@ EXPECTED_TERMS = {
     "text_only": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
     "image_only": DGM_TERMS | {"vlc", "ied", "mgca", "pmm"},
 }
-
-
-def build(ablation: str | dict = "full", loss: dict | None = None, seed: int = 0, **model: Any) -> ASAPModel:
-    torch.manual_seed(seed)
-    abl = conf("ablation", ablation) if isinstance(ablation, str) else ablation
-    cfg = ASAPConfig.from_plain(micro_model(**model), loss or conf("loss", "default"), abl, {})
-    return ASAPModel(cfg.model, cfg.loss, cfg.ablation)
 
 
 class CallLog:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from asap.errors import CheckpointError
 from asap.metrics.predictions import save_predictions
 from asap.models import ASAPLitModule
-from test_model_factory import ABLATIONS, conf, make_batch, micro_model
+from helpers import ABLATIONS, conf, make_batch, micro_model
 
 OPTIM = {
     "lr": 1e-3,

@@ -14,7 +14,7 @@ from asap.models.image_encoder import build_image_encoder, sincos_pos_embed
 from asap.models.packing import Packing
 from asap.models.text_biased_encoder import TextBiasedEncoder
 from asap.models.text_encoder import build_text_encoder
-from test_model_factory import conf, micro_model
+from helpers import conf, micro_model
 
 BERT = {
     "vocab_size": 100,

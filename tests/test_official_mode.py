@@ -26,7 +26,7 @@ from asap.models import ASAPModel
 from asap.models.asap import encode_texts
 from asap.models.config import ASAPConfig
 from asap.models.packing import Packing
-from test_model_factory import CONF, conf, make_batch, micro_model
+from helpers import CONF, _dm, _write_cache, conf, make_batch, micro_model
 
 ALPHA, DECAY, QUEUE = 0.4, 0.995, 12
 DEFECTS = {  # switch -> the one term it changes
@@ -50,7 +50,8 @@ def official_config(ablation: str = "full", momentum: bool = True, **defects: bo
     mgca = {**loss["mgca"], **mode["loss"].pop("mgca")}
     loss.update(mode["loss"], mgca=mgca, defects={**loss["defects"], **defects})
     model = micro_model(
-        **mode["model"], momentum={"enabled": momentum, "queue_size": QUEUE, "decay": DECAY, "distill_alpha": ALPHA}
+        **mode["model"],
+        momentum={"enabled": momentum, "queue_size": QUEUE, "decay": DECAY, "distill_alpha": ALPHA},
     )
     return ASAPConfig.from_plain(model, loss, conf("ablation", ablation), {})
 
@@ -60,7 +61,9 @@ def build(ablation: str = "full", momentum: bool = True, seed: int = 0, **defect
     cfg = official_config(ablation, momentum, **defects)
     model = ASAPModel(cfg.model, cfg.loss, cfg.ablation).eval()  # dropout off
     with torch.no_grad():
-        if model.multilabel_delta is not None:  # learnt scalars away from their shared init, so a mix-up shows
+        if (
+            model.multilabel_delta is not None
+        ):  # learnt scalars away from their shared init, so a mix-up shows
             model.delta.fill_(0.7)
             model.multilabel_delta.fill_(-0.3)
         # MGCA's scores of order 1 (at init they are ~0.02, every BCE term ~log 2 whatever its target)
@@ -107,7 +110,9 @@ def reference_vlc(model: ASAPModel, batch: dict, i2p_typo: bool = False) -> dict
         mom = momentum_after_update(model)
         feats_m = features(mom["image_encoder"], mom["text_encoder"], mom["alignment"], batch)
     feats = features(model.image_encoder, model.text_encoder, model.alignment, batch)
-    image_feat, text_feat, cap_feat, prom_feat = (feats[k] for k in ("image", "text", "caption", "explanation"))
+    image_feat, text_feat, cap_feat, prom_feat = (
+        feats[k] for k in ("image", "text", "caption", "explanation")
+    )
     real = torch.nonzero(batch["binary_label"] == 0).squeeze(1)
     with torch.no_grad():
         image_feat_m, text_feat_m = feats_m["image"], feats_m["text"]
@@ -295,7 +300,9 @@ def test_pmm_equals_the_official_code_with_and_without_its_defect() -> None:
         image_embeds = model.image_encoder(batch["image"])
         texts = encode_texts(model.text_encoder, batch, [], cls_only=())
         local_feat, _ = reference_vision(model, image_embeds, texts["text"].embeds, batch["attention_mask"])
-        patch_pre = model.patch_head(model.vision_biased_encoder.aggregator_norm(local_feat[:, 1:, :])).squeeze(2)
+        patch_pre = model.patch_head(
+            model.vision_biased_encoder.aggregator_norm(local_feat[:, 1:, :])
+        ).squeeze(2)
         gt_patch = batch["patch_labels"].float()  # res_fake_pos_patch: 1 box, 0 ring, -1 elsewhere
         mask = (gt_patch != -1).float()
         official = nn.BCEWithLogitsLoss()(patch_pre * mask, gt_patch * mask)  # get_pre_patch_loss
@@ -311,7 +318,9 @@ def test_mgca_with_every_defect_equals_the_official_code() -> None:
     with torch.no_grad():
         scores = last_layer_scores(model, batch)  # (B, L, 1+N)
         text_words = batch["input_ids"].shape[1]
-        res_fake_pos = (batch["patch_labels"] == 1).float()  # get_res_pos_Attention: 1 on the box, 0 elsewhere
+        res_fake_pos = (
+            batch["patch_labels"] == 1
+        ).float()  # get_res_pos_Attention: 1 on the box, 0 elsewhere
         attentionMapGT = res_fake_pos.unsqueeze(-1).repeat(1, 1, text_words)  # (B, N, L)
         for pos in fake_text_pos(batch["token_labels"]):
             attentionMapGT[:, :, pos] = 1
@@ -393,13 +402,15 @@ def test_paper_mode_is_the_default_and_official_differs(tokenizer: Any) -> None:
     assert cfg.loss.mgca.form == "paper" and cfg.model.vision_block == "hammer" and not cfg.model.multilabel_delta
     # auxiliary texts: official mode drops the final [SEP], as text_input_adjust does
     with_sep = encode_aux(tokenizer, "a man speaks at a rally", final_sep=True)
-    without = encode_aux(tokenizer, "a man speaks at a rally", final_sep=official_mode()["data"]["aux_final_sep"])
+    without = encode_aux(
+        tokenizer, "a man speaks at a rally", final_sep=official_mode()["data"]["aux_final_sep"]
+    )
     assert with_sep[-1] == tokenizer.sep_token_id and without == with_sep[:-1]
 
 
-def test_official_aux_texts_reach_the_batch_without_their_final_sep(make_dgm4, dgm4_record, tokenizer_dir) -> None:
-    from test_data_module import _dm, _write_cache
-
+def test_official_aux_texts_reach_the_batch_without_their_final_sep(
+    make_dgm4, dgm4_record, tokenizer_dir
+) -> None:
     record = dgm4_record(3, "orig", text="Anna smiles at the beach.")
     root = make_dgm4({"train": [record]})
     _write_cache(root, "caption", [(record["image"], record["text"], "A smiling woman, on a beach!")])

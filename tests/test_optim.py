@@ -17,6 +17,7 @@ from asap.models.optim import (
     official_schedule,
     warmup_cosine_schedule,
 )
+from helpers import conf, micro_model
 
 
 class Tiny(nn.Module):
@@ -300,7 +301,6 @@ OFFICIAL_IMAGE_KEYS = (
 def test_official_groups_of_every_parameter_of_the_full_model() -> None:
     from asap.models.asap import ASAPModel
     from asap.models.config import ASAPConfig
-    from test_model_factory import conf, micro_model
 
     config = ASAPConfig.from_plain(
         model=micro_model(momentum={"enabled": True, "queue_size": 8}),
@@ -344,7 +344,7 @@ def test_official_groups_of_every_parameter_of_the_full_model() -> None:
 def test_bad_optim_config_is_a_clear_error(optim: dict, message: str) -> None:
     from asap.errors import ConfigError
     from asap.models.config import ASAPConfig
-    from test_model_factory import conf, micro_model
+    from helpers import conf, micro_model
 
     with pytest.raises(ConfigError, match=message):
         ASAPConfig.from_plain(micro_model(), conf("loss", "default"), conf("ablation", "full"), optim)

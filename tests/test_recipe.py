@@ -15,7 +15,7 @@ from asap.errors import UserError
 from asap.models import ASAPLitModule
 from asap.models.momentum import MomentumModel
 from asap.pipeline.global_batch import accumulation_steps, apply_global_batch, describe
-from test_model_factory import conf, make_batch, micro_model
+from helpers import conf, make_batch, micro_model
 
 
 def online_modules(dtype: torch.dtype) -> dict[str, nn.Module]:

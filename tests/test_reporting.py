@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import subprocess
 import sys
@@ -69,14 +70,20 @@ def test_writers_produce_every_format(alpha_sweep: Path) -> None:
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_command(alpha_sweep: Path, tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, str(ROOT / "src/report.py"), str(alpha_sweep)], capture_output=True, text=True)
+def test_report_command(alpha_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The script itself on a sweep; its `main` (loaded from the script file) on a folder without jobs."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "src/report.py"), str(alpha_sweep)], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     assert "table9_alpha" in run.stdout and (alpha_sweep / "results.md").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    run = subprocess.run([sys.executable, str(ROOT / "src/report.py"), str(empty)], capture_output=True, text=True)
-    assert run.returncode == 2 and "no metrics.json" in run.stdout
+    spec = importlib.util.spec_from_file_location("report_script", ROOT / "src" / "report.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    capsys.readouterr()
+    assert script.main([str(empty)]) == 2 and "no metrics.json" in capsys.readouterr().out
 
 
 def _breakdown_csv(folder: Path, auc_orig: str, acc_swap: float) -> None:
@@ -85,7 +92,16 @@ def _breakdown_csv(folder: Path, auc_orig: str, acc_swap: float) -> None:
     rows = [
         ["all", "all", "40", *(["50.0"] * 12), ""],
         ["fake_cls", "orig", "20", auc_orig, *(["60.0"] * 11), "AUC: one class only (all real)"],
-        ["fake_cls", "face_swap", "20", "", "", str(acc_swap), *(["70.0"] * 9), "AUC: one class only (all fake)"],
+        [
+            "fake_cls",
+            "face_swap",
+            "20",
+            "",
+            "",
+            str(acc_swap),
+            *(["70.0"] * 9),
+            "AUC: one class only (all fake)",
+        ],
         ["method", "", "", *([""] * 12), "not computed"],
     ]
     with (folder / "breakdown_test.csv").open("w", newline="") as f:
@@ -105,5 +121,8 @@ def test_per_type_table_beside_the_main_one(alpha_sweep: Path) -> None:
     assert md.index("## table9_alpha by fake_cls") > md.index("| ours | loss.alpha=0.1 (n=2) |")
     assert "| loss.alpha=0.1 | face_swap | 20 | – | – | 82.00 ± 2.83 |" in md
     rows = list(csv.DictReader(paths["slices_csv"].open()))
-    assert [(r["run"], r["slice"]) for r in rows][:2] == [("loss.alpha=0.1", "orig"), ("loss.alpha=0.1", "face_swap")]
+    assert [(r["run"], r["slice"]) for r in rows][:2] == [
+        ("loss.alpha=0.1", "orig"),
+        ("loss.alpha=0.1", "face_swap"),
+    ]
     assert float(rows[1]["ACC_mean"]) == pytest.approx(82.0) and rows[1]["AUC_mean"] == ""

@@ -1,7 +1,10 @@
-"""`python src/score.py`: the grouped table, --json, and malformed files (one line, exit code 2)."""
+"""`python src/score.py`: the grouped table, --json, and malformed files (one line, exit code 2).
+
+Its `main` runs in-process (loaded from the script file); `--help` runs the script itself."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,10 +19,29 @@ from asap.metrics.predictions import save_predictions, score_predictions, synthe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def score(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "src/score.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+def load_score_main():  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location("score_script", ROOT / "src" / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def score_main():  # noqa: ANN201
+    return load_score_main()
+
+
+@pytest.fixture
+def score(score_main, capsys: pytest.CaptureFixture[str]):  # noqa: ANN001, ANN201
+    """`score(*args)`: `python src/score.py *args` in-process, as (exit status, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        status = score_main(list(args))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -29,22 +51,22 @@ def prediction_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     return path, score_predictions(arrays)
 
 
-def test_json_keys_and_values(prediction_file: tuple[Path, dict[str, float]]) -> None:
+def test_json_keys_and_values(prediction_file: tuple[Path, dict[str, float]], score) -> None:  # noqa: ANN001
     path, expected = prediction_file
-    result = score(str(path), "--json")
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+    status, stdout, stderr = score(str(path), "--json")
+    assert status == 0, stderr
+    out = json.loads(stdout)
     assert list(out)[:12] == list(METRIC_NAMES)
     assert set(out) == set(METRIC_NAMES) | set(EXTRA_METRIC_NAMES)
     assert out == pytest.approx(expected, abs=1e-12)
 
 
-def test_table_grouped_like_the_paper(prediction_file: tuple[Path, dict[str, float]]) -> None:
+def test_table_grouped_like_the_paper(prediction_file: tuple[Path, dict[str, float]], score) -> None:  # noqa: ANN001
     path, expected = prediction_file
-    result = score(str(path))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert "300 samples, 16 token positions" in result.stdout
+    status, stdout, stderr = score(str(path))
+    assert status == 0, stderr
+    lines = stdout.splitlines()
+    assert "300 samples, 16 token positions" in stdout
     starts = [next(i for i, line in enumerate(lines) if group in line) for group in METRIC_GROUPS]
     assert starts == sorted(starts)  # Binary, Multi-label, Image grounding, Text grounding
     for name in METRIC_NAMES + ("F1_FS", "IoU_mean_boxed"):
@@ -53,7 +75,9 @@ def test_table_grouped_like_the_paper(prediction_file: tuple[Path, dict[str, flo
 
 
 def test_malformed_file_one_line_exit_2(
-    tmp_path: Path, prediction_file: tuple[Path, dict[str, float]]
+    tmp_path: Path,
+    prediction_file: tuple[Path, dict[str, float]],
+    score,  # noqa: ANN001
 ) -> None:
     with np.load(prediction_file[0]) as data:
         arrays = {k: data[k] for k in data.files}
@@ -63,14 +87,15 @@ def test_malformed_file_one_line_exit_2(
         (tmp_path / "bad.npz", "'box_pred' has shape (300, 3)"),
         (tmp_path / "nope.npz", "no such file"),
     ):
-        result = score(str(path))
-        assert result.returncode == 2
-        assert result.stdout == "" and "Traceback" not in result.stderr
-        assert (
-            result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and words in result.stderr
-        )
+        status, stdout, stderr = score(str(path))
+        assert status == 2
+        assert stdout == "" and "Traceback" not in stderr
+        assert stderr.count("\n") == 1 and stderr.startswith("error: ") and words in stderr
 
 
 def test_help() -> None:
-    result = score("--help")
+    """The script itself, as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "src/score.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "--json" in result.stdout and "HAMMER" in result.stdout

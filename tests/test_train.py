@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ from asap.callbacks.wandb_images import (
     types_text,
 )
 from asap.metrics import METRIC_NAMES
+from helpers import KILLED
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "src" / "train.py"
@@ -50,47 +50,7 @@ TINY = [f"data.synthetic.{k}={v}" for k, v in SIZES.items()] + [
 BUNDLED_TOKENIZER = (
     "model.tokenizer=${bundled_bert_tokenizer:}"  # asap_base names bert-base-uncased (a download)
 )
-KILLED = 3  # exit status of the simulated kill
 WANDB_SAMPLES = 3
-
-
-class InterruptAfterEpoch(L.Callback):
-    """A kill: the process ends without any clean-up at the second batch of the epoch after `epoch`."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.current_epoch == self.epoch + 1 and batch_idx == 1:
-            os._exit(KILLED)
-
-
-class SignalDuringStep(L.Callback):
-    """Fault injection: the process sends itself `signum` as the training batch `batch` of `epoch` starts."""
-
-    def __init__(self, epoch: int, batch: int, signum: str) -> None:
-        self.epoch, self.batch, self.signum = epoch, batch, signal.Signals[signum]
-
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            os.kill(os.getpid(), self.signum)
-
-
-class SignalDuringValidation(L.Callback):
-    """Fault injection: the process sends itself `signum` as the validation of `epoch` starts its first batch."""
-
-    def __init__(self, epoch: int, signum: str) -> None:
-        self.epoch, self.signum = epoch, signal.Signals[signum]
-
-    def on_validation_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == 0 and not trainer.sanity_checking:
-            os.kill(os.getpid(), self.signum)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -111,7 +71,7 @@ def run_train(
         "WANDB_CONFIG_DIR": str(workdir / "wandb_config"),
         "WANDB_CACHE_DIR": str(workdir / "wandb_cache"),
         "WANDB_DATA_DIR": str(workdir / "wandb_data"),
-        # the runs import InterruptAfterEpoch from this module
+        # the runs import the fault-injection callbacks from tests/helpers.py
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH")) if p
         ),
@@ -243,15 +203,15 @@ def alpha_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pat
     return multirun_dir(workdir)
 
 
-RESUME_COMMON = ["trainer.max_epochs=3", "data.num_workers=1", "seed=7"]  # 2 train batches per epoch
+RESUME_COMMON = ["trainer.max_epochs=2", "data.num_workers=1", "seed=7"]  # 2 train batches per epoch
 
 
 @pytest.fixture(scope="module")
 def resume_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
-    """3 epochs of the smoke config (1 data worker): killed in epoch 1 then the same command again, and uninterrupted."""
+    """2 epochs of the smoke config (1 data worker): killed in epoch 1 then the same command again, and uninterrupted."""
     workdir = tmp_path_factory.mktemp("resume")
     interrupted, full = workdir / "interrupted", workdir / "full"
-    killer = ["+callbacks.kill._target_=test_train.InterruptAfterEpoch", "+callbacks.kill.epoch=0"]
+    killer = ["+callbacks.kill._target_=helpers.InterruptAfterEpoch", "+callbacks.kill.epoch=0"]
     run_train(workdir, data_dir, *RESUME_COMMON, *killer, f"hydra.run.dir={interrupted}", expect=KILLED)
     shutil.copy(interrupted / "checkpoints" / "last.ckpt", workdir / "at_kill.ckpt")
     again = run_train(workdir, data_dir, *RESUME_COMMON, f"hydra.run.dir={interrupted}")  # no ckpt_path
@@ -270,13 +230,21 @@ def signal_runs(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dic
     workdir = tmp_path_factory.mktemp("signals")
     run_dir = workdir / "run"
     command = [*RESUME_COMMON, f"hydra.run.dir={run_dir}"]
-    term = ["+callbacks.sig._target_=test_train.SignalDuringStep", "+callbacks.sig.epoch=1", "+callbacks.sig.batch=0"]
-    usr1 = ["+callbacks.sig._target_=test_train.SignalDuringValidation", "+callbacks.sig.epoch=1"]
+    term = [
+        "+callbacks.sig._target_=helpers.SignalDuringStep",
+        "+callbacks.sig.epoch=1",
+        "+callbacks.sig.batch=0",
+    ]
+    usr1 = ["+callbacks.sig._target_=helpers.SignalDuringValidation", "+callbacks.sig.epoch=1"]
     runs: dict[str, Any] = {"dir": run_dir}
-    runs["sigterm"] = run_train(workdir, data_dir, *command, *term, "+callbacks.sig.signum=SIGTERM", expect=143)
+    runs["sigterm"] = run_train(
+        workdir, data_dir, *command, *term, "+callbacks.sig.signum=SIGTERM", expect=143
+    )
     interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
     runs["at_sigterm"] = torch.load(interrupted, map_location="cpu", weights_only=True)
-    runs["sigusr1"] = run_train(workdir, data_dir, *command, *usr1, "+callbacks.sig.signum=SIGUSR1", expect=138)
+    runs["sigusr1"] = run_train(
+        workdir, data_dir, *command, *usr1, "+callbacks.sig.signum=SIGUSR1", expect=138
+    )
     from asap.pipeline.resume import checkpoints_newest_first
 
     newest = checkpoints_newest_first(run_dir / "checkpoints")[0]
@@ -440,15 +408,15 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(resume_runs: dict
     last = resume_runs["interrupted"] / "checkpoints" / "last.ckpt"
     assert f"resuming from {last} (epoch 0, global step 2)" in resume_runs["again"].stdout  # the same command
     resumed, full = read_metrics(resume_runs["interrupted"]), read_metrics(resume_runs["full"])
-    assert resumed["epochs"] == full["epochs"] == 3 and resumed["global_step"] == full["global_step"] == 6
+    assert resumed["epochs"] == full["epochs"] == 2 and resumed["global_step"] == full["global_step"] == 4
     assert_all_metrics(full["test"])
     assert_close(resumed["test"], full["test"])
     assert_close(resumed["best_val"], full["best_val"])
     assert Path(resumed["best_checkpoint"]).name == Path(full["best_checkpoint"]).name
     # the resumed process went on from epoch 1 (it did not start over)
     resumed_epochs = val_rows(latest_csv(resume_runs["interrupted"]))
-    assert sorted(resumed_epochs) == [1, 2]
-    assert_close(resumed_epochs[2], val_rows(latest_csv(resume_runs["full"]))[2])
+    assert sorted(resumed_epochs) == [1]
+    assert_close(resumed_epochs[1], val_rows(latest_csv(resume_runs["full"]))[1])
 
 
 @pytest.mark.slow
@@ -473,7 +441,7 @@ def test_signals_save_and_the_same_command_resumes_to_the_uninterrupted_metrics(
     assert f"not resuming from {torn.name}, it cannot be read" in last_run and "resuming from" in last_run
     assert not (checkpoints / "interrupted.ckpt").exists()  # a finished run leaves no stale one behind
     stopped, full = read_metrics(run_dir), read_metrics(resume_runs["full"])
-    assert stopped["global_step"] == full["global_step"] == 6
+    assert stopped["global_step"] == full["global_step"] == 4
     assert_close(stopped["test"], full["test"])
     assert_close(stopped["best_val"], full["best_val"])
 
@@ -497,7 +465,9 @@ def test_same_seed_twice_gives_the_same_metrics(resume_runs: dict[str, Any]) -> 
 
 
 @pytest.mark.slow
-def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(ddp_run: tuple[Path, Any], data_dir: Path) -> None:
+def test_ddp_on_cpu_gathers_test_predictions_from_both_ranks(
+    ddp_run: tuple[Path, Any], data_dir: Path
+) -> None:
     from asap.metrics.predictions import load_predictions
 
     run_dir, run = ddp_run
@@ -533,11 +503,25 @@ def test_under_ddp_wandb_samples_are_logged_once_by_rank_zero(
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
-def test_missing_data_root_says_what_is_missing(tmp_path: Path) -> None:
+def test_missing_data_root_says_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The train job under `exit_on_user_error`, as src/train.py runs it (the next test runs the script)."""
+    from hydra import compose, initialize_config_dir
+
+    import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
+    from asap.pipeline.train import train
+    from asap.utils.cli import exit_on_user_error
+
     missing = tmp_path / "nowhere"
-    run = run_train(tmp_path, tmp_path / "data", "data=dgm4", f"data.root={missing}", expect=None, tiny=False)
-    output = run.stdout + run.stderr
-    assert run.returncode != 0
+    paths = [f"paths.{k}={tmp_path / k}" for k in ("log_dir", "data_dir", "output_dir")]
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "train", overrides=[*paths, f"paths.work_dir={tmp_path}", "data=dgm4", f"data.root={missing}"]
+        )
+    with pytest.raises(SystemExit) as stopped:
+        exit_on_user_error(train)(cfg)
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert stopped.value.code != 0
     assert str(missing) in output and "not found" in output
     assert "Traceback" not in output
 
