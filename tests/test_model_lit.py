@@ -154,7 +154,7 @@ def test_official_optimiser_in_a_run() -> None:
     image = module.model.box_head[0].weight
     image_group = next(i for i, g in enumerate(groups) if any(p is image for p in g["params"]))
     bases = [1e-4 if i == image_group else 2e-5 for i in range(len(groups))]
-    shape = dict(steps_per_epoch=3, epochs=2, warmup_stages=10, stage_steps=100)
+    shape = dict(steps_per_epoch=3, epochs=2, warmup_lr=1e-6, warmup_stages=10, stage_steps=100, min_lr=1e-6)
     expected = [[official_lr(b, step, **shape) for b in bases] for step in range(6)]
     np.testing.assert_allclose(seen, expected, rtol=1e-9)
     assert seen[3][image_group] == pytest.approx(1e-6 + (1e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi / 2)))

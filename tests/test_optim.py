@@ -35,6 +35,13 @@ class Tiny(nn.Module):
         self.frozen.requires_grad_(False)
 
 
+_OFFICIAL = conf("optim", "official")  # the official recipe's warm-up and floor (HAMMER's train.py: 1e-6, 10 x 100)
+OFFICIAL_SHAPE = {
+    "warmup_lr": _OFFICIAL["warmup_lr"],
+    "warmup_stages": _OFFICIAL["warmup_stages"],
+    "stage_steps": _OFFICIAL["warmup_stage_steps"],
+    "min_lr": _OFFICIAL["min_lr"],
+}
 HAMMER_GROUPS = {
     "image": {"prefixes": ["visual_encoder", "bbox_head", "pos_embed"], "lr": 1e-4},
     "rest": {"lr": 2e-5},
@@ -163,9 +170,9 @@ def test_schedule_without_warmup_and_bad_args() -> None:
     assert lrs[0][0] == pytest.approx(1e-4) and lrs[4][0] == pytest.approx(1e-6)
     opt = build_optimizer(Tiny())
     with pytest.raises(ValueError):
-        warmup_cosine_schedule(opt, warmup_steps=10)
+        warmup_cosine_schedule(opt, warmup_steps=10, total_steps=None, min_lr=1e-6)
     with pytest.raises(ValueError):
-        warmup_cosine_schedule(opt, warmup_steps=20, total_steps=10)
+        warmup_cosine_schedule(opt, warmup_steps=20, total_steps=10, min_lr=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------- official recipe
@@ -208,7 +215,7 @@ def official_schedule_lrs(bases: list[float], steps_per_epoch: int, epochs: int)
     """Ours: the lr of every group at each optimiser step of `official_schedule` (a LambdaLR stepped per step)."""
     params = [nn.Parameter(torch.zeros(1)) for _ in bases]
     opt = torch.optim.AdamW([{"params": [p], "lr": b} for p, b in zip(params, bases, strict=True)])
-    scheduler = official_schedule(opt, steps_per_epoch=steps_per_epoch, epochs=epochs)
+    scheduler = official_schedule(opt, steps_per_epoch=steps_per_epoch, epochs=epochs, **OFFICIAL_SHAPE)
     lrs = []
     for _ in range(steps_per_epoch * epochs):
         lrs.append([g["lr"] for g in opt.param_groups])
@@ -231,12 +238,12 @@ def test_official_schedule_is_the_official_codes(steps_per_epoch: int) -> None:
 
 def test_official_schedule_key_points() -> None:
     """The formula at chosen steps: 1e-6 start, a stage every 100 steps, cosine per epoch, the same floor for all."""
-    shape = dict(steps_per_epoch=781, epochs=50)
+    shape = dict(steps_per_epoch=781, epochs=50, **OFFICIAL_SHAPE)
     assert official_lr(1e-4, 0, **shape) == official_lr(1e-4, 100, **shape) == pytest.approx(1e-6)
     assert official_lr(1e-4, 101, **shape) == pytest.approx(1e-6 + (1e-4 - 1e-6) / 10)
     stage_7 = 1e-6 + 7 * (2e-5 - 1e-6) / 10  # the last iteration of epoch 0 (780 of 781)
     assert official_lr(2e-5, 780, **shape) == pytest.approx(stage_7)
-    assert official_lr(1e-4, 1100, steps_per_epoch=2000, epochs=50) == pytest.approx(1e-4)  # all 10 stages
+    assert official_lr(1e-4, 1100, steps_per_epoch=2000, epochs=50, **OFFICIAL_SHAPE) == pytest.approx(1e-4)  # all 10 stages
     for epoch in (1, 25, 49):
         cosine = 0.5 * (1 + math.cos(math.pi * epoch / 50))
         for base in (1e-4, 2e-5):
@@ -246,7 +253,7 @@ def test_official_schedule_key_points() -> None:
     # after the cycle: the floor, the same for every group
     assert official_lr(2e-5, 50 * 781, **shape) == pytest.approx(1e-6)
     with pytest.raises(ValueError, match="steps_per_epoch"):
-        official_schedule(build_optimizer(Tiny()), steps_per_epoch=0, epochs=50)
+        official_schedule(build_optimizer(Tiny()), steps_per_epoch=0, epochs=50, **OFFICIAL_SHAPE)
 
 
 def official_name(name: str) -> str:

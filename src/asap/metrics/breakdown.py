@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from asap.errors import BreakdownError
+from asap.labels import IGNORE_INDEX
 from asap.metrics.names import METRIC_NAMES
 
 HEADLINE_METRICS = ("AUC", "ACC", "mAP", "IoU_mean", "F1")  # the figure's bars (ACC: AUC needs both classes)
@@ -234,7 +235,7 @@ def convention_notes(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
     """metric -> why its value rests on a zero-division convention only (kept, but footnoted)."""
     labels = np.asarray(arrays["token_labels"])  # (N, L)
     logits = np.asarray(arrays["token_logits"])  # (N, L, 2)
-    real = labels != -100
+    real = labels != IGNORE_INDEX
     notes = {}
     types = np.asarray(arrays["multilabel_label"]).astype(bool)  # (N, 4)
     present = types.any(0)

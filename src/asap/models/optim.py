@@ -115,9 +115,10 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, floor: 
 
 def warmup_cosine_schedule(
     optimizer: Optimizer,
-    warmup_steps: int = 1000,
-    total_steps: int | None = None,
-    min_lr: float = 1e-6,
+    *,
+    warmup_steps: int,
+    total_steps: int | None,
+    min_lr: float,
 ) -> LambdaLR:
     """Linear warm-up to each group's base lr over warmup_steps, then cosine to the floor at total_steps.
 
@@ -146,10 +147,11 @@ def official_lr(
     step: int,
     steps_per_epoch: int,
     epochs: int,
-    warmup_lr: float = 1e-6,
-    warmup_stages: int = 10,
-    stage_steps: int = 100,
-    min_lr: float = 1e-6,
+    *,
+    warmup_lr: float,
+    warmup_stages: int,
+    stage_steps: int,
+    min_lr: float,
 ) -> float:
     """The lr of optimiser step `step` (0-based) in HAMMER's / ASAP's train.py, for a group with base lr `base_lr`.
 
@@ -175,7 +177,8 @@ def official_lr(
 def official_schedule(optimizer: Optimizer, steps_per_epoch: int, epochs: int, **shape: float) -> LambdaLR:
     """`official_lr` for every group of `optimizer`; step it once per optimiser step (Lightning interval="step").
 
-    shape: `official_lr`'s warm-up and floor keywords (warmup_lr, warmup_stages, stage_steps, min_lr).
+    shape: `official_lr`'s warm-up and floor keywords (warmup_lr, warmup_stages, stage_steps, min_lr; their
+    defaults are `asap.models.config.OptimConfig`'s).
     """
     if steps_per_epoch <= 0 or epochs <= 0:
         raise ValueError(
