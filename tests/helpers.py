@@ -6,6 +6,7 @@ No test file imports another test file; what two of them need lives here.
 - a seeded micro ASAPModel: `build`
 - a DGM4DataModule on a hand-written root and its aux-text caches: `_dm`, `_write_cache`
 - the hand-worked box cases of the protocol's IoU: `BOX_CASES`
+- an entry point of src/ as a module, to call its `main` in-process: `load_script`
 - fault injection in a training run, as Hydra callbacks (`+callbacks.x._target_=helpers.SignalDuringStep`):
   `InterruptAfterEpoch` (exit status `KILLED`), `SignalDuringStep`, `SignalDuringValidation`
 """
@@ -13,6 +14,7 @@ No test file imports another test file; what two of them need lives here.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import signal
 from pathlib import Path
@@ -29,7 +31,8 @@ from asap.data.patches import patch_labels
 from asap.models import ASAPModel
 from asap.models.config import ASAPConfig
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
 ABLATIONS = sorted(p.stem for p in (CONF / "ablation").glob("*.yaml"))
 # fake_cls -> [FS, FA, TS, TA]
 KINDS = {
@@ -230,3 +233,11 @@ class SignalDuringValidation(L.Callback):
     ) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == 0 and not trainer.sanity_checking:
             os.kill(os.getpid(), self.signum)
+
+
+def load_script(name: str) -> Any:
+    """An entry point of src/ (e.g. "score.py") loaded as a module, to drive its `main` in-process."""
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py") + "_script", ROOT / "src" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

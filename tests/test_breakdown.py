@@ -4,7 +4,6 @@ marked with their reason, old prediction files, and `score.py --by` (in-process,
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import re
@@ -23,6 +22,7 @@ from asap.metrics.predictions import (
     synthetic_predictions,
 )
 from asap.reporting.breakdown import to_markdown, write_breakdown
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "conf" / "breakdown" / "default.yaml"
@@ -179,10 +179,7 @@ def test_files_csv_md_png(tmp_path: Path, breakdown) -> None:  # noqa: ANN001
 # ---------------------------------------------------------------------------------------------- score.py --by
 @pytest.fixture(scope="module")
 def score_main():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("score_script", ROOT / "src" / "score.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("score.py").main
 
 
 @pytest.mark.parametrize("grouping", ["fake_cls", "method", "source", "face_size", "modality"])

@@ -19,6 +19,7 @@ import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
 from asap.metrics import METRIC_NAMES
 from asap.metrics.predictions import save_predictions, synthetic_predictions
 from asap.utils.console import FullWidthConsole
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 ELLIPSIS = "…"
@@ -58,12 +59,7 @@ def test_the_console_fits_what_it_prints_off_a_terminal() -> None:
 
 
 def _score_main():  # noqa: ANN202
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("score_script", ROOT / "src" / "score.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("score.py").main
 
 
 def test_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,6 @@ models/ASAP.py, vit.py, xbert.py) and the tiny model's sizes; the official code 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from torch import nn
 
 from asap.errors import ConversionError
 from asap.pipeline.convert import compose_config, export_checkpoint, import_checkpoint
-from helpers import make_batch
+from helpers import load_script, make_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 # model=tiny with HAMMER's linear patch embedding (the tiny default is a conv stem HAMMER does not have)
@@ -409,13 +408,6 @@ def test_the_converter_presets_build_the_official_models(source: str) -> None:
     else:
         torch.testing.assert_close(joint, model.delta * pooled + text_cls)
         torch.testing.assert_close(joint_multilabel, model.multilabel_delta * pooled + text_cls)
-
-
-def load_script(name: str):  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py") + "_script", ROOT / "src" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_cli_reports_every_key_and_exits_2_naming_what_does_not_map(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -12,12 +11,10 @@ from asap.data import DGM4DataModule
 from asap.data.aux_cache import AuxTextWriter
 from asap.data.validate import records_without_aux, validate_split_file
 from asap.errors import DGM4DataError
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("validate_script", ROOT / "src" / "validate.py")
-validate_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(validate_script)  # src/validate.py, driven in-process through its main(argv)
-validate_main = validate_script.main
+validate_main = load_script("validate.py").main  # src/validate.py, driven in-process through its main(argv)
 
 # (record changes, problem kind): each makes record #1 bad; images are 120x80
 BAD_CASES = {

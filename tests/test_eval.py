@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -22,6 +21,7 @@ from PIL import Image
 
 import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
 from asap.metrics import METRIC_NAMES
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # a tiny synthetic set and a two-step fit: the checkpoint is real but cheap
@@ -134,9 +134,7 @@ def test_prediction_file_rescored_by_score_py_gives_the_same_numbers(
 ) -> None:
     """`python src/score.py --json FILE` (its `main`, loaded from the script file)."""
     metrics = json.loads((eval_dir / "metrics.json").read_text())["test"]
-    spec = importlib.util.spec_from_file_location("score_script", ROOT / "src" / "score.py")
-    score = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(score)
+    score = load_script("score.py")
     capsys.readouterr()
     assert score.main(["--json", str(eval_dir / "predictions_test.npz")]) == 0
     rescored = json.loads(capsys.readouterr().out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import pytest
 
 from asap.metrics import METRIC_NAMES
 from asap.reporting import build_results_table, load_paper_tables, write_all
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,9 +79,7 @@ def test_report_command(alpha_sweep: Path, tmp_path: Path, capsys: pytest.Captur
     assert "table9_alpha" in run.stdout and (alpha_sweep / "results.md").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    spec = importlib.util.spec_from_file_location("report_script", ROOT / "src" / "report.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("report.py")
     capsys.readouterr()
     assert script.main([str(empty)]) == 2 and "no metrics.json" in capsys.readouterr().out
 

@@ -4,7 +4,6 @@ Its `main` runs in-process (loaded from the script file); `--help` runs the scri
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,15 +14,13 @@ import pytest
 
 from asap.metrics import EXTRA_METRIC_NAMES, METRIC_GROUPS, METRIC_NAMES
 from asap.metrics.predictions import save_predictions, score_predictions, synthetic_predictions
+from helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_score_main():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("score_script", ROOT / "src" / "score.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("score.py").main
 
 
 @pytest.fixture(scope="module")
