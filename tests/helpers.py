@@ -7,16 +7,26 @@ No test file imports another test file; what two of them need lives here.
 - a DGM4DataModule on a hand-written root and its aux-text caches: `_dm`, `_write_cache`
 - the hand-worked box cases of the protocol's IoU: `BOX_CASES`
 - an entry point of src/ as a module, to call its `main` in-process: `load_script`
+- an entry point of src/ as its own process, without paying the imports each time: `run_script`
 - fault injection in a training run, as Hydra callbacks (`+callbacks.x._target_=helpers.SignalDuringStep`):
   `InterruptAfterEpoch` (exit status `KILLED`), `SignalDuringStep`, `SignalDuringValidation`
 """
 
 from __future__ import annotations
 
+import atexit
 import copy
 import importlib.util
+import multiprocessing
 import os
+import runpy
 import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +251,92 @@ def load_script(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# ---------------------------------------------------------------------------------------------- processes
+# what the entry points import: a fork server imports it once, each run is a fork of it
+SCRIPT_PRELOAD = [
+    "asap.conf",
+    "asap.pipeline.train",
+    "asap.pipeline.evaluate",
+    "asap.pipeline.predict",
+    "hydra",
+    "lightning",
+    "wandb",
+]
+_FORK_SERVER = multiprocessing.get_context("forkserver")
+_FORK_SERVER.set_forkserver_preload(SCRIPT_PRELOAD)
+
+
+def run_script(
+    script: str | Path,
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    """`python src/<script> *args` in a process of its own, as `subprocess.run(..., capture_output=True)`.
+
+    The process is a fork of a server that imported torch, Lightning, transformers and wandb once (~8 s a run
+    here otherwise); it runs the script as `__main__` with its own argv, environment, working folder, stdout and
+    stderr, and ends as an interpreter does (atexit handlers, exit status, `os._exit`, death by a signal). A
+    process it starts (a DDP rank) is a plain `python src/<script>`.
+    """
+    path = Path(script) if Path(script).is_absolute() else ROOT / "src" / script
+    env = dict(os.environ if env is None else env)
+    with tempfile.TemporaryDirectory() as tmp:
+        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        child = _FORK_SERVER.Process(
+            target=_run_as_main, args=(str(path), list(args), str(cwd), env, str(out), str(err))
+        )
+        child.start()
+        child.join(timeout)
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired([str(path), *args], timeout, out.read_text(), err.read_text())
+        return subprocess.CompletedProcess(
+            [sys.executable, str(path), *args], child.exitcode, out.read_text(), err.read_text()
+        )
+
+
+def _run_as_main(path: str, argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+    """In the forked process: `python path *argv` from here on, with stdout and stderr to the files."""
+    _forget_the_servers_exit_handlers()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    for fd, file in ((1, out), (2, err)):
+        target = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(target, fd)
+        os.close(target)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 (the process's own stream)
+    sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+    sys.argv = [path, *argv]
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:0] = [str(Path(path).parent), *extra]  # as the interpreter sets them up
+    code: int = 0
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # noqa: BLE001 (what the interpreter does with an uncaught exception)
+        traceback.print_exc()
+        code = 1
+    threading._shutdown()  # type: ignore[attr-defined]  (the interpreter's exit: non-daemon threads, atexit)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _forget_the_servers_exit_handlers() -> None:
+    """The server's atexit handlers and finalizers are not this process's (e.g. wandb's media folder, shared)."""
+    atexit._clear()
+    for finalizer in list(weakref.finalize._registry):  # type: ignore[attr-defined]
+        finalizer.atexit = False
+    weakref.finalize._registered_with_atexit = False  # type: ignore[attr-defined]  (the child's own register)

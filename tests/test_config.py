@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from asap.errors import ConfigError
 from asap.losses import LossWeights
 from asap.models.config import ASAPConfig
 from asap.pipeline.resume import ResumePoint, check_same_run
+from helpers import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -227,12 +226,7 @@ def test_a_run_saved_before_a_default_was_composed_resumes(tmp_path: Path) -> No
 
 
 def test_unknown_option_lists_the_valid_choices() -> None:
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "src/train.py"), "ablation=nonsense"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    run = run_script("train.py", "ablation=nonsense")
     assert run.returncode != 0
     assert "Could not find 'ablation/nonsense'" in run.stderr
     assert "full" in run.stderr and "baseline" in run.stderr  # the valid choices are listed
@@ -240,9 +234,7 @@ def test_unknown_option_lists_the_valid_choices() -> None:
 
 
 def test_help_lists_the_groups() -> None:
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "src/train.py"), "--help"], capture_output=True, text=True, cwd=ROOT
-    )
+    run = run_script("train.py", "--help")
     assert run.returncode == 0
     for group in ("ablation", "experiment", "sweep", "model", "data", "logger", "trainer", "mode"):
         assert f"{group}:" in run.stdout

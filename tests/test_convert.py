@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from torch import nn
 
 from asap.errors import ConversionError
 from asap.pipeline.convert import compose_config, export_checkpoint, import_checkpoint
-from helpers import load_script, make_batch
+from helpers import load_script, make_batch, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # model=tiny with HAMMER's linear patch embedding (the tiny default is a conv stem HAMMER does not have)
@@ -509,13 +507,7 @@ def test_ddp_eval_with_two_processes_equals_one_process(
     out = workdir / "eval_ddp"
     env = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
     args = [*eval_overrides(workdir, converted[0]), "trainer=ddp_cpu", f"hydra.run.dir={out}"]
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "src" / "eval.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
+    run = run_script("eval.py", *args, cwd=ROOT, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "MEMBER: 2/2" in run.stderr  # two processes took part
     single, ddp = (json.loads((d / "metrics.json").read_text()) for d in (one_process, out))

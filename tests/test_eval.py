@@ -6,8 +6,6 @@ import json
 import math
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from PIL import Image
 
 import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
 from asap.metrics import METRIC_NAMES
-from helpers import load_script
+from helpers import load_script, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # a tiny synthetic set and a two-step fit: the checkpoint is real but cheap
@@ -33,12 +31,6 @@ DATA = [
     "data.validate_workers=1",
 ]
 ENV = {**os.environ, "COLUMNS": "250", "ASAP_TRACEBACK": ""}  # wide console: error lines are not wrapped
-
-
-def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src" / script), *args], capture_output=True, text=True, cwd=ROOT, env=ENV
-    )
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +75,8 @@ def eval_run(workdir: Path, checkpoint: Path) -> tuple[Path, str]:
     """src/eval.py with its output captured as a log would (no terminal, no COLUMNS): the folder and stdout."""
     out = workdir / "eval_out"
     env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "src/eval.py"), f"ckpt_path={checkpoint}", *paths(workdir), *DATA,
-         f"hydra.run.dir={out}"],
-        capture_output=True, text=True, cwd=ROOT, env=env,
-    )  # fmt: skip
+    args = [f"ckpt_path={checkpoint}", *paths(workdir), *DATA, f"hydra.run.dir={out}"]
+    result = run_script("eval.py", *args, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "DGM4 metrics" in result.stdout and "IoU_mean" in result.stdout  # the rich table
     return out, result.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -28,6 +27,7 @@ from asap.inference.loading import resolve_tokenizer_path
 from asap.inference.predictor import attention_grid
 from asap.inference.words import labelled_user_words
 from asap.utils.paths import bundled_bert_tokenizer_dir
+from helpers import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "COLUMNS": "250", "ASAP_TRACEBACK": ""}
@@ -307,13 +307,7 @@ def test_one_pair_needs_image_and_text(checkpoint: Path) -> None:
 
 
 def _predict_cli(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "src/predict.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
+    return run_script("predict.py", *args, cwd=ROOT, env=env)
 
 
 def test_predict_cli_one_pair(checkpoint: Path, synthetic_root: Path, tmp_path: Path) -> None:

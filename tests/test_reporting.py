@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from asap.metrics import METRIC_NAMES
 from asap.reporting import build_results_table, load_paper_tables, write_all
-from helpers import load_script
+from helpers import load_script, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +70,7 @@ def test_writers_produce_every_format(alpha_sweep: Path) -> None:
 
 def test_report_command(alpha_sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The script itself on a sweep; its `main` (loaded from the script file) on a folder without jobs."""
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "src/report.py"), str(alpha_sweep)], capture_output=True, text=True
-    )
+    run = run_script("report.py", str(alpha_sweep))
     assert run.returncode == 0, run.stderr
     assert "table9_alpha" in run.stdout and (alpha_sweep / "results.md").exists()
     empty = tmp_path / "empty"

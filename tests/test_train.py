@@ -1,4 +1,4 @@
-"""`python src/train.py` end to end, as subprocesses in temporary folders, on a tiny synthetic DGM4 set.
+"""`python src/train.py` end to end, as processes of their own (`run_script`) in temporary folders, on tiny data.
 
 Every experiment (fast_dev_run), a sweep preset with its results table and one offline W&B run per job (with the
 validation-sample media), exact resume by the same command after a kill, after SIGTERM in a step and SIGUSR1 in a
@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from asap.callbacks.wandb_images import (
     types_text,
 )
 from asap.metrics import METRIC_NAMES
-from helpers import KILLED
+from helpers import KILLED, run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "src" / "train.py"
@@ -77,16 +76,10 @@ def run_train(
         ),
     }
     flags = [o for o in overrides if o.startswith("-")]
-    command = [
-        sys.executable,
-        str(TRAIN),
-        *flags,
-        f"paths.log_dir={workdir / 'logs'}",
-        f"paths.data_dir={data_dir}",
-    ]
-    command += [*(TINY if tiny else []), *(o for o in overrides if o not in flags)]
+    args = [*flags, f"paths.log_dir={workdir / 'logs'}", f"paths.data_dir={data_dir}"]
+    args += [*(TINY if tiny else []), *(o for o in overrides if o not in flags)]
     workdir.mkdir(parents=True, exist_ok=True)
-    run = subprocess.run(command, capture_output=True, text=True, cwd=workdir, env=env, timeout=900)
+    run = run_script(TRAIN, *args, cwd=workdir, env=env, timeout=900)
     if expect is not None and run.returncode != expect:
         pytest.fail(
             f"exit status {run.returncode} (expected {expect}) for {' '.join(overrides)}\n"
