@@ -1,7 +1,7 @@
 """Long jobs in process: the resume point of a run folder, and a non-finite loss stopping (or skipping) a step.
 
-The signal tests (a real SIGTERM / SIGUSR1 to a running training, then the same command again) are subprocess runs
-in tests/test_train.py beside the kill-and-resume test whose uninterrupted run they compare with; the fault
+The signal tests (a real SIGTERM / SIGUSR1 to a running training, then the same command again) run in processes
+of their own in tests/test_train.py beside the kill-and-resume test whose uninterrupted run they compare with; the fault
 injection callbacks live in tests/helpers.py.
 """
 
