@@ -150,6 +150,7 @@ class Runner:
     batch: dict[str, Any]
     device: torch.device
     bf16: bool
+    cfg: DictConfig  # what built the model
 
     def __post_init__(self) -> None:
         self.optimizer = build_optimizer(self.model, lr=1e-4)
@@ -178,13 +179,14 @@ class Runner:
 
 
 def build_runner(
-    args: argparse.Namespace, ablation: str, batch: dict[str, Any], device: torch.device
+    args: argparse.Namespace, ablation: str, cfg: DictConfig, batch: dict[str, Any], device: torch.device
 ) -> Runner:
-    cfg = compose_config(args, ablation)
+    """The model of `cfg` (`ablation`'s config, composed once: composing costs ~0.4 s) on `batch`."""
     torch.manual_seed(0)  # the same seed: the same encoder weights for every ablation
     module = build_lit_module(cfg)
     model = module.model.to(device)
-    return Runner(ablation, model, module.loss_weights, batch, device, bf16=args.precision == "bf16")
+    bf16 = args.precision == "bf16"
+    return Runner(ablation, model, module.loss_weights, batch, device, bf16=bf16, cfg=cfg)
 
 
 def same_encoders(a: ASAPModel, b: ASAPModel) -> bool:
@@ -302,7 +304,7 @@ def bench_fast_paths(runner: Runner, args: argparse.Namespace) -> dict[str, Any]
     results: dict[str, Any] = {}
     if "attention" in args.fast_paths:
         with explicit_attention_models():  # the global switch, read when the model is built
-            explicit = build_runner(args, runner.name, runner.batch, runner.device)
+            explicit = build_runner(args, runner.name, runner.cfg, runner.batch, runner.device)
         results["attention"] = {
             "label": "fused attention (vs all explicit)",
             **_pair(runner, lambda mode: _step(explicit, mode), lambda mode: _step(runner, mode), both, args),
@@ -328,7 +330,9 @@ def bench_compile(runner: Runner, args: argparse.Namespace) -> dict[str, Any]:
     """torch.compile of the encoders (model.compile=true): compile time, then eager vs compiled."""
     compiled_model = copy.deepcopy(runner.model)
     compiled_model.compile_encoders()
-    compiled = Runner("compiled", compiled_model, runner.weights, runner.batch, runner.device, runner.bf16)
+    compiled = Runner(
+        "compiled", compiled_model, runner.weights, runner.batch, runner.device, runner.bf16, runner.cfg
+    )
     first_call_s = {"infer": time_once(compiled.infer_step, args.device)}  # includes compiling
     difference = output_difference(runner.infer_step(), compiled.infer_step())  # same weights: before a step
     first_call_s["train"] = time_once(compiled.train_step, args.device)
@@ -359,9 +363,8 @@ def loader_rate(cfg: DictConfig, batches: int, image_cache: str | None = None) -
     return {"samples_per_s": samples / elapsed, "first_batch_s": first_s, "samples": samples}
 
 
-def bench_data(args: argparse.Namespace, model_train_rate: float | None) -> dict[str, Any]:
+def bench_data(cfg: DictConfig, args: argparse.Namespace, model_train_rate: float | None) -> dict[str, Any]:
     """The loader without and with the pre-resized image cache (filled first), against the model's rate."""
-    cfg = compose_config(args, "full")
     plain = loader_rate(cfg, args.data_batches)
     with tempfile.TemporaryDirectory(prefix="asap-image-cache-") as cache_dir:
         datamodule = hydra.utils.instantiate(cfg.data)
@@ -588,6 +591,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=1,
         help="torch threads on a CPU (default 1: steady on a shared machine; 0: torch's default)",
     )  # fmt: skip
+    parser.add_argument(
+        "--matmul-size", type=int, default=None,
+        help="side of the square matmuls that measure the machine's rate (default 8192 on a GPU, 2048 on a CPU)",
+    )  # fmt: skip
     parser.add_argument("--data-root", default=None, help="default: the config's data.root")
     parser.add_argument(
         "--override", nargs="*", default=[], help="more Hydra overrides, e.g. data.num_workers=2"
@@ -608,14 +615,15 @@ def main(argv: list[str] | None = None) -> int:
     results["settings"].update(model=args.model, batch_size=args.batch_size, precision=args.precision)
     machine = machine_summary(device)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    size = 8192 if device.type == "cuda" else 2048
+    size = args.matmul_size or (8192 if device.type == "cuda" else 2048)
     rates = [matmul_rate(device, dtype, size)]
     console.print(f"dense matmul: {rates[0] / 1e12:.3f} TFLOP/s; loading one batch ...")
 
-    model_rate = None
+    model_rate, full_cfg = None, compose_config(args, "full")
     if {"model", "terms", "fast", "flops"} & set(args.sections):
-        batch = first_train_batch(compose_config(args, "full"), device)
-        runners = {name: build_runner(args, name, batch, device) for name in ("baseline", "full")}
+        batch = first_train_batch(full_cfg, device)
+        configs = {"baseline": compose_config(args, "baseline"), "full": full_cfg}
+        runners = {name: build_runner(args, name, cfg, batch, device) for name, cfg in configs.items()}
         results["batch"] = batch_summary(batch)
         results["same_encoders"] = same_encoders(runners["baseline"].model, runners["full"].model)
         results["settings"]["momentum_enabled"] = runners["full"].model.momentum is not None
@@ -633,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             results["flops"] = bench_flops(runners, args.lengths)
     if "data" in args.sections:
         console.print("data loading ...")
-        results["data"] = bench_data(args, model_rate)
+        results["data"] = bench_data(full_cfg, args, model_rate)
 
     rates.append(matmul_rate(device, dtype, size))  # again at the end: the machine may have changed
     machine.update(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch._inductor.config as inductor_config
 import yaml
 from PIL import Image
 from torch import Tensor, nn
@@ -370,7 +371,9 @@ def test_compiled_encoders_give_the_eager_outputs() -> None:
     eager, batch = build("full").eval(), make_batch(B=4, L=10)
     compiled = build("full").eval()  # same seed: same weights
     compiled.compile_encoders()
-    with torch.no_grad():
+    # vec_isa_ok: inductor takes the CPU's vector ISA from cpuinfo instead of compiling three probe programs
+    # (~5 s cold); the same ISA, so the same kernel sources and g++ command lines (the same cache hashes)
+    with torch.no_grad(), inductor_config.patch({"cpp.vec_isa_ok": True}):
         assert_same_outputs(eager(batch), compiled(batch), batch, atol=COMPILE_ATOL)
 
 
@@ -464,10 +467,16 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
     import bench
 
     out = tmp_path / "bench.json"
+    # the tiny model at a quarter of its width and depth, and a small matmul: the harness's code paths, in ~5 s
+    vit = {"embed_dim": 64, "depth": 1, "num_heads": 2}
+    bert = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+    micro = ["model.image_size=32", "model.embed_dim=32", "model.text_encoder.text_layers=1"]
+    micro += [f"model.image_encoder.{k}={v}" for k, v in vit.items()]
+    micro += [f"model.text_encoder.bert.{k}={v}" for k, v in bert.items()]
     argv = ["--batch-size", "2", "--repeats", "1", "--fast-repeats", "1", "--warmup", "0", "--data-batches", "1",
-            "--fast-paths", "attention", "bf16", "--data-root", str(synthetic_root),
+            "--fast-paths", "attention", "bf16", "--data-root", str(synthetic_root), "--matmul-size", "256",
             "--lengths", "12,20,30", "12,40,60",
-            "--override", "data.synthetic=null", "data.num_workers=0", "--json", str(out)]  # fmt: skip
+            "--override", "data.synthetic=null", "data.num_workers=0", *micro, "--json", str(out)]  # fmt: skip
     threads = torch.get_num_threads()
     try:
         assert bench.main(argv) == 0
