@@ -27,7 +27,7 @@ install: $(STAMP)  ## create or update the virtual environment
 train: $(STAMP)  ## the main job on the embedded default (synthetic DGM4, tiny model, CPU); ARGS="..." adds overrides
 	$(PY) src/train.py $(ARGS)
 
-test: $(STAMP)  ## the whole test suite (CPU); notebook 02 at its CI size (ASAP_NOTEBOOK_CI=1: 2 training steps)
+test: $(STAMP)  ## the whole test suite (CPU); notebooks 02 and 03 at their CI size (ASAP_NOTEBOOK_CI=1: 2 training steps)
 	ASAP_NOTEBOOK_CI=1 $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbmake --nbmake-timeout=600 $(ARGS)
 
 test-fast: $(STAMP)  ## the tests not marked slow

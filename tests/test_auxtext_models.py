@@ -8,12 +8,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from asap.auxtext import GenContext, GenerationJob, PromptSpec, run_generation
-from asap.auxtext.backends.hf import TransformersBackend
+from asap.auxtext.backends.hf import TransformersBackend, gguf_parsed_once
 from asap.auxtext.prompts import DEFAULT_CAPTION_PROMPT, DEFAULT_EXPLANATION_PROMPT
 from asap.data.aux_cache import AuxTextCache
 from asap.errors import BackendUnavailable
@@ -256,8 +257,8 @@ def test_batched_explanations_equal_one_by_one_with_left_padding(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_smollm2_gguf_explains_texts_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("gguf", reason="the `gguf` package (dev extra `llm`) reads the GGUF file")
+def test_smollm2_gguf_explains_texts_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gguf = pytest.importorskip("gguf", reason="the `gguf` package (dev extra `llm`) reads the GGUF file")
     from hydra import compose, initialize_config_dir
 
     import asap.utils.resolvers  # noqa: F401  (the ${...} resolvers of conf/)
@@ -265,8 +266,17 @@ def test_smollm2_gguf_explains_texts_end_to_end(tmp_path: Path) -> None:
 
     root = make_data(tmp_path / "data", n=2, swap=False)  # two texts, one batch: the GGUF load dominates
     overrides = ["task=explanation", f"data_root={root}", "aux_backend=smollm2", "max_new_tokens=10"]
+    parsed = []
+
+    class CountingReader(gguf.GGUFReader):
+        def __init__(self, path: str | os.PathLike, *args: object, **kwargs: object) -> None:
+            parsed.append(Path(path).name)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):  # the script's job, in-process
         run_from_config(compose("generate_aux_text", overrides=overrides))
+    assert parsed == ["SmolLM2-135M-Instruct.Q4_1.gguf"] and gguf.GGUFReader is CountingReader  # read once
     cache = AuxTextCache(root / "DGM4/aux_text/explanation.jsonl")
     records = json.loads((root / "DGM4/metadata/train.json").read_text())
     assert len(cache) == len(records) == 2 and cache.models == {"SmolLM2-135M-Instruct-Q4_1"}
@@ -277,6 +287,26 @@ def test_smollm2_gguf_explains_texts_end_to_end(tmp_path: Path) -> None:
     assert entry.settings["max_new_tokens"] == 10 and entry.settings["do_sample"] is False
     stats = json.loads((root / "DGM4/aux_text/explanation.stats.json").read_text())
     assert stats["done"] == 2 and 0 < stats["tokens"] <= 20 and stats["tokens_per_s"] > 0
+
+
+def test_gguf_parsed_once_shares_readers_and_name_maps_within_the_block(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf", reason="the `gguf` package (dev extra `llm`) reads GGUF files")
+    path = str(tmp_path / "tiny.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_uint32("tiny.answer", 42)
+    writer.add_tensor("token_embd.weight", np.arange(8, dtype=np.float32).reshape(2, 4))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with gguf_parsed_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(path) is first and first.fields["tiny.answer"].parts[-1][0] == 42
+        assert np.array_equal(first.tensors[0].data, np.arange(8).reshape(2, 4))
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+    assert gguf.GGUFReader is reader and gguf.get_tensor_name_map is name_map  # restored
+    assert gguf.GGUFReader(path) is not gguf.GGUFReader(path)
 
 
 def test_vllm_absent_is_a_clean_error(tmp_path: Path) -> None:

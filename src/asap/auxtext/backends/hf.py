@@ -7,8 +7,11 @@ also from a GGUF file (``gguf_file=``). Chat templates are applied where the mod
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +112,15 @@ class TransformersBackend(Backend):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         kw = self.load_kwargs | ({"gguf_file": self.gguf_file} if self.gguf_file else {})
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, **kw)
-        config = AutoConfig.from_pretrained(self.model_path, **kw)
-        self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
-        auto = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
-        if self.gguf_file and not _accelerate_available():
-            self._model = _load_gguf_without_accelerate(auto, config, self._gguf_path(), self.dtype)
-        else:
-            self._model = auto.from_pretrained(self.model_path, dtype=self.dtype, **kw, **self.model_kwargs)
+        with gguf_parsed_once() if self.gguf_file else nullcontext():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, **kw)
+            config = AutoConfig.from_pretrained(self.model_path, **kw)
+            self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
+            auto = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
+            if self.gguf_file and not _accelerate_available():
+                self._model = _load_gguf_without_accelerate(auto, config, self._gguf_path(), self.dtype)
+            else:
+                self._model = auto.from_pretrained(self.model_path, dtype=self.dtype, **kw, **self.model_kwargs)
         self._prepare_tokenizer(self.tokenizer)
         mode = self.prompt_mode
         self.mode = ("chat" if self.tokenizer.chat_template else "text") if mode == "auto" else mode
@@ -247,17 +251,41 @@ def _to(value: Any, device: torch.device, dtype: torch.dtype) -> Any:
 
 
 def _accelerate_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("accelerate") is not None
+
+
+@contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """Within the block, each GGUF file is parsed once and gguf's tensor-name map built once per architecture.
+
+    transformers parses the file anew for the tokenizer, the config and the tensors (each ~3 s on a CPU for
+    SmolLM2's 49k-token vocabulary, the metadata being read string by string) and rebuilds the name map for every
+    submodule while matching tensor names (~3 s for SmolLM2's 400 modules). It imports both from `gguf` when called,
+    so memoised stand-ins there are what it gets; the reader only reads (a read-only memory map), so sharing it
+    changes nothing in what is loaded. Restored on exit.
+    """
+    if importlib.util.find_spec("gguf") is None:  # transformers says what to install
+        yield
+        return
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=None)(reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map
 
 
 def _load_gguf_without_accelerate(auto: Any, config: Any, gguf_path: str, dtype: torch.dtype) -> Any:
     """transformers' `from_pretrained(gguf_file=)` wants `accelerate`; without it, build the model from the GGUF
     config and load the de-quantised tensors ourselves (same conversion code, no device map)."""
+    from transformers.initialization import no_init_weights
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    model = auto.from_config(config, dtype=dtype)
+    with no_init_weights():  # every weight comes from the file (a missing one is an error below): no random init
+        model = auto.from_config(config, dtype=dtype)
     tensors = load_gguf_checkpoint(gguf_path, return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or {})
