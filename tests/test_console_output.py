@@ -52,8 +52,11 @@ def test_the_console_fits_what_it_prints_off_a_terminal() -> None:
     path = "/runs/" + "deep/" * 30 + "breakdown_test.png"
     console.print(table)
     console.print(f"written: {path}")
+    long_path = "/tmp/" + "table9_alpha_2026-12-06_03-00-00/" * 8 + "results.png"  # wider than FILL_WIDTH
+    console.print("written: " + ", ".join([long_path] * 8))  # wider than MAX_WIDTH: wraps, but between paths
     text = out.getvalue()
     assert ELLIPSIS not in text and path in text and "face_attribute&text_attribute" in text
+    assert text.count(long_path) == 8
     assert_every_metric_column(header_line(text, "slice"))
     assert console.width == 80  # widened for each print only
 

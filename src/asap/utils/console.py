@@ -39,8 +39,9 @@ class FullWidthConsole(Console):
     def natural_width(self, *objects: Any) -> int:
         """The columns `objects` need without wrapping (at least the console's own width)."""
         options = self.options.update(max_width=MAX_WIDTH)
-        widths = [Measurement.get(self, options, obj).maximum for obj in objects]
-        need = max(FILL_WIDTH if w >= MAX_WIDTH else w for w in widths)
+        measured = [Measurement.get(self, options, obj) for obj in objects]
+        # what fills any width wraps at FILL_WIDTH, but never inside a word (a path)
+        need = max(max(FILL_WIDTH, m.minimum) if m.maximum >= MAX_WIDTH else m.maximum for m in measured)
         return max(self.width, need)
 
 
