@@ -27,11 +27,14 @@ install: $(STAMP)  ## create or update the virtual environment
 train: $(STAMP)  ## the main job on the embedded default (synthetic DGM4, tiny model, CPU); ARGS="..." adds overrides
 	$(PY) src/train.py $(ARGS)
 
+TEST_WORKERS ?= 2  # pytest processes; each module stays in one (its expensive runs are module fixtures)
+
 test: $(STAMP)  ## the whole test suite (CPU); notebooks 02 and 03 at their CI size (ASAP_NOTEBOOK_CI=1: 2 training steps)
-	ASAP_NOTEBOOK_CI=1 $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbmake --nbmake-timeout=600 $(ARGS)
+	ASAP_NOTEBOOK_CI=1 $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbmake --nbmake-timeout=600 \
+		-n $(TEST_WORKERS) --dist loadscope $(ARGS)
 
 test-fast: $(STAMP)  ## the tests not marked slow
-	$(PY) -m pytest tests -m "not slow" $(ARGS)
+	$(PY) -m pytest tests -m "not slow" -n $(TEST_WORKERS) --dist loadscope $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,20 @@ from PIL import Image
 
 import asap.conf  # noqa: F401  (the ${...} resolvers and group schemas every compose of conf/ needs)
 from asap.utils.paths import bundled_bert_tokenizer_dir
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker (and every process it starts) gets its share of the cores.
+
+    Two workers that each run torch on every core slow each other down (the suite took as long as in one process).
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # forked runs, DDP ranks and notebook kernels
+        torch.set_num_threads(threads)
 
 # the tiny synthetic set every data test shares (generated once per session, well under a second)
 SYNTHETIC_SIZES = {"num_train": 64, "num_val": 24, "num_test": 24, "seed": 1}
