@@ -58,6 +58,7 @@ from asap.models.asap import ASAPModel, ASAPOutput
 from asap.models.optim import build_optimizer
 from asap.models.text_encoder import AUX_TEXTS
 from asap.pipeline.common import build_lit_module
+from asap.utils.console import console  # full width off a terminal (a log, `| tee`)
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("model", "terms", "fast", "flops", "data")
@@ -609,7 +610,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads and args.device.type == "cpu":
         torch.set_num_threads(args.threads)
-    console = Console()
     device = args.device
     results: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}}
     results["settings"].update(model=args.model, batch_size=args.batch_size, precision=args.precision)

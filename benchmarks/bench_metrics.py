@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from asap.metrics.predictions import (
@@ -27,6 +26,7 @@ from asap.metrics.predictions import (
     score_predictions,
     synthetic_predictions,
 )
+from asap.utils.console import console  # full width off a terminal (a log, `| tee`)
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:  # noqa: ANN001
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("score, no validation", f"{unvalidated:.3f}")
     table.add_row(f"save ({size_mb:.0f} MiB, compressed)", f"{save_s:.3f}")
     table.add_row("load + validate", f"{load_s:.3f}")
-    Console().print(table)
+    console.print(table)
     verdict = "within" if result["within_budget"] else "OVER"
     print(f"{verdict} the {args.budget_s:.1f} s budget ({torch.get_num_threads()} torch threads)")
     if args.json:

@@ -458,7 +458,7 @@ def test_image_cache_is_a_data_config_key() -> None:
 # ---------------------------------------------------------------------- the benchmark harness itself
 @pytest.mark.slow
 def test_the_benchmark_harness_runs_and_writes_its_json(
-    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """benchmarks/bench.py end to end at a toy size (no timing asserted: the numbers are the script's job)."""
     import json
@@ -482,6 +482,8 @@ def test_the_benchmark_harness_runs_and_writes_its_json(
         assert bench.main(argv) == 0
     finally:
         torch.set_num_threads(threads)
+    printed = capsys.readouterr().out  # off a terminal: every table row on one line, nothing cut
+    assert "fused attention (vs all explicit)" in printed and "bf16 autocast (vs fp32)" in printed
     result = json.loads(out.read_text())
     assert result["same_encoders"] is True
     ratios = result["model"]["full_over_baseline"]
