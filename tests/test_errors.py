@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 
 import pytest
@@ -101,25 +100,3 @@ def test_asap_traceback_re_raises_the_user_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("ASAP_TRACEBACK", "1")
     with pytest.raises(asap.errors.DGM4DataError, match="broken"):
         exit_on_user_error(_raising(asap.errors.DGM4DataError("broken")))()
-
-
-@pytest.mark.parametrize(
-    "body, status, stderr",
-    [
-        ("import sys; print('out'); print('err', file=sys.stderr)", 0, "err"),
-        ("raise SystemExit('bad input')", 1, "bad input"),
-        ("raise ValueError('boom')", 1, "ValueError: boom"),
-        ("import os; os._exit(3)", 3, ""),
-        ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", -15, ""),
-    ],
-)
-def test_run_script_ends_as_the_interpreter_would(tmp_path, body: str, status: int, stderr: str) -> None:
-    """The forked runner the entry-point tests use: exit status, streams, cwd and environment as a subprocess's."""
-    from helpers import run_script
-
-    script = tmp_path / "job.py"
-    script.write_text(f"import os, pathlib\npathlib.Path('cwd.txt').write_text(os.environ['MARK'])\n{body}\n")
-    run = run_script(script, cwd=tmp_path, env={**os.environ, "MARK": "here"})
-    assert run.returncode == status and stderr in run.stderr
-    assert run.stdout == ("out\n" if status == 0 else "")
-    assert (tmp_path / "cwd.txt").read_text() == "here"
