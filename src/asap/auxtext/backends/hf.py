@@ -284,7 +284,8 @@ def _load_gguf_without_accelerate(auto: Any, config: Any, gguf_path: str, dtype:
     from transformers.initialization import no_init_weights
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    with no_init_weights():  # every weight comes from the file (a missing one is an error below): no random init
+    # every weight comes from the file (a missing one is an error below): no random init
+    with no_init_weights():
         model = auto.from_config(config, dtype=dtype)
     tensors = load_gguf_checkpoint(gguf_path, return_tensors=True, model_to_load=model)["tensors"]
     missing, unexpected = model.load_state_dict(tensors, strict=False)
