@@ -305,8 +305,6 @@ def test_init_std_sets_the_scale_of_the_new_parts_and_so_of_f_v() -> None:
         model = build("full", init_std=std).eval()
         for layer in (model.box_head[0], model.text_biased_encoder.layers[0].cross_attention.key):
             assert layer.weight.std().item() == pytest.approx(std, rel=0.05)
-        query = model.vision_biased_encoder.aggregator_query  # HAMMER's cls_token_local: D values only
-        assert query.std().item() == pytest.approx(std, rel=0.3)
         with torch.no_grad():
             texts = encode_texts(model.text_encoder, batch, [])
             fused = model.fuse(model.image_encoder(batch["image"]), texts["text"], [])

@@ -63,7 +63,7 @@ class SharedImage:
 
 def init_new_weights(module: nn.Module, std: float = 0.02) -> None:
     """HAMMER's init of its own (non-pretrained) parts: truncated normal linears (std 0.02; `model.init_std`),
-    unit LayerNorms (E_mm^v's aggregator query takes the same std when it is built)."""
+    unit LayerNorms."""
     if isinstance(module, nn.Linear):
         nn.init.trunc_normal_(module.weight, std=std)
         if module.bias is not None:
@@ -87,9 +87,7 @@ class ASAPModel(nn.Module):
         )
         self.text_encoder, upper_layers = build_text_encoder(model.text_encoder, load_weights)
         self.text_biased_encoder = TextBiasedEncoder(bert_config(model.text_encoder), len(upper_layers), D)
-        self.vision_biased_encoder = VisionBiasedEncoder(
-            D, model.image_encoder.num_heads, model.vision_block, init_std=model.new_parts_std
-        )
+        self.vision_biased_encoder = VisionBiasedEncoder(D, model.image_encoder.num_heads, model.vision_block)
         self.alignment = ContrastiveProjection(
             D, model.text_width, model.embed_dim, model.temperature, center=model.center_contrastive
         )

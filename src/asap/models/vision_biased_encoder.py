@@ -27,7 +27,7 @@ class VisionBiasedFeatures:
 
 
 class VisionBiasedEncoder(nn.Module):
-    def __init__(self, dim: int, num_heads: int, block: str = "hammer", init_std: float = 0.02) -> None:
+    def __init__(self, dim: int, num_heads: int, block: str = "hammer") -> None:
         super().__init__()
         self.block = block
         self.cross_attention_norm = nn.LayerNorm(dim)
@@ -37,8 +37,8 @@ class VisionBiasedEncoder(nn.Module):
         self.aggregator_norm = nn.LayerNorm(dim)
         self.aggregator_query = nn.Parameter(torch.zeros(1, 1, dim))
         self.aggregator = MultiHeadAttention(dim, num_heads)
-        # HAMMER's cls_token_local: the std of the other new parts (`model.init_std`, 0.02 at HAMMER's width)
-        nn.init.trunc_normal_(self.aggregator_query, std=init_std)
+        # HAMMER's cls_token_local init, not `model.init_std`: tiny's 0.05 would change its trained numbers
+        nn.init.trunc_normal_(self.aggregator_query, std=0.02)
 
     def image_queries(self, image: Tensor) -> Tensor:
         """The cross-attention queries of image (B, 1+N, D), (B, H, 1+N, d): to share between text batches."""
