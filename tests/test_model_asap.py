@@ -316,6 +316,22 @@ def test_init_std_sets_the_scale_of_the_new_parts_and_so_of_f_v() -> None:
     assert norms[0.08][1] == pytest.approx(norms[0.02][1], rel=0.1)
 
 
+def test_the_aggregator_querys_scale_does_not_reach_f_v() -> None:
+    """E_mm^v's query keeps HAMMER's std 0.02 at any init_std: it enters through a LayerNorm, so F_v is the same at
+    any scale of it but for the LayerNorm's eps (1e-5 next to a variance of 4e-4): init_std sets the other new parts'
+    output scale, this std only how far an Adam step turns the query."""
+    batch = make_batch(B=4, L=10)
+    model = build("full", init_std=0.08).eval()
+    encoder = model.vision_biased_encoder
+    assert encoder.aggregator_query.std().item() == pytest.approx(0.02, rel=0.3)
+    with torch.no_grad():
+        image, text = model.image_encoder(batch["image"]), encode_texts(model.text_encoder, batch, [])["text"]
+        pooled = encoder(image, text.embeds, text.mask).pooled  # (B, D) F_v
+        encoder.aggregator_query.mul_(4.0)
+        scaled = encoder(image, text.embeds, text.mask).pooled
+    assert ((scaled - pooled).norm(dim=-1) / pooled.norm(dim=-1)).max() < 0.02
+
+
 def test_init_std_is_derived_from_the_width_unless_given() -> None:
     """0.02 * sqrt(768 / D) to one significant figure: asap_base's 0.02 and tiny's 0.05, as their YAML stated."""
     for width, std in [(768, 0.02), (128, 0.05), (64, 0.07)]:

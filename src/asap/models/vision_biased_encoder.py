@@ -37,7 +37,9 @@ class VisionBiasedEncoder(nn.Module):
         self.aggregator_norm = nn.LayerNorm(dim)
         self.aggregator_query = nn.Parameter(torch.zeros(1, 1, dim))
         self.aggregator = MultiHeadAttention(dim, num_heads)
-        # HAMMER's cls_token_local init, not `model.init_std`: tiny's 0.05 would change its trained numbers
+        # HAMMER's cls_token_local std at every width, not `model.init_std`: the query is used only through
+        # aggregator_norm, so its scale never reaches F_v; it sets only how far an Adam step turns it (lr / std),
+        # and following init_std (tiny: 0.05) changed the smoke run's numbers (docs/fidelity.md)
         nn.init.trunc_normal_(self.aggregator_query, std=0.02)
 
     def image_queries(self, image: Tensor) -> Tensor:
