@@ -27,7 +27,8 @@ install: $(STAMP)  ## create or update the virtual environment
 train: $(STAMP)  ## the main job on the embedded default (synthetic DGM4, tiny model, CPU); ARGS="..." adds overrides
 	$(PY) src/train.py $(ARGS)
 
-TEST_WORKERS ?= 2  # pytest processes; each module stays in one (its expensive runs are module fixtures)
+# pytest processes; each test module stays in one (its expensive runs are module fixtures)
+TEST_WORKERS ?= 2
 
 test: $(STAMP)  ## the whole test suite (CPU); notebooks 02 and 03 at their CI size (ASAP_NOTEBOOK_CI=1: 2 training steps)
 	ASAP_NOTEBOOK_CI=1 $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbmake --nbmake-timeout=600 \

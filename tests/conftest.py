@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if workers > 1:
         import torch
 
-        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        threads = max(1, torch.get_num_threads() // workers)  # torch's own default, shared out
         os.environ["OMP_NUM_THREADS"] = str(threads)  # forked runs, DDP ranks and notebook kernels
         torch.set_num_threads(threads)
 
