@@ -46,7 +46,6 @@ from bench_tools import (
 )
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
-from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
@@ -419,7 +418,7 @@ def _target(name: str, value: float, op: str, limit: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- report
-def print_report(results: dict[str, Any], console: Console) -> None:
+def print_report(results: dict[str, Any]) -> None:
     m = results["machine"]
     console.print(
         f"[bold]{m['device']}[/] {m.get('gpu', m['cpu'])}, torch {m['torch']}, {m['torch_threads']} threads, "
@@ -655,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = machine
     add_flop_fractions(results.get("model", {}), median(rates))
     results["targets"] = check_targets(results)
-    print_report(results, console)
+    print_report(results)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     console.print(f"written {args.json}")

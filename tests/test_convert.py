@@ -507,7 +507,7 @@ def test_ddp_eval_with_two_processes_equals_one_process(
     out = workdir / "eval_ddp"
     env = {**os.environ, "COLUMNS": "250", "OMP_NUM_THREADS": "1"}
     args = [*eval_overrides(workdir, converted[0]), "trainer=ddp_cpu", f"hydra.run.dir={out}"]
-    run = run_script("eval.py", *args, cwd=ROOT, env=env)
+    run = run_script("eval.py", *args, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "MEMBER: 2/2" in run.stderr  # two processes took part
     single, ddp = (json.loads((d / "metrics.json").read_text()) for d in (one_process, out))

@@ -76,7 +76,7 @@ def eval_run(workdir: Path, checkpoint: Path) -> tuple[Path, str]:
     out = workdir / "eval_out"
     env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
     args = [f"ckpt_path={checkpoint}", *paths(workdir), *DATA, f"hydra.run.dir={out}"]
-    result = run_script("eval.py", *args, cwd=ROOT, env=env)
+    result = run_script("eval.py", *args, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "DGM4 metrics" in result.stdout and "IoU_mean" in result.stdout  # the rich table
     return out, result.stdout

@@ -307,7 +307,7 @@ def test_one_pair_needs_image_and_text(checkpoint: Path) -> None:
 
 
 def _predict_cli(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess[str]:
-    return run_script("predict.py", *args, cwd=ROOT, env=env)
+    return run_script("predict.py", *args, env=env)
 
 
 def test_predict_cli_one_pair(checkpoint: Path, synthetic_root: Path, tmp_path: Path) -> None:
